@@ -1,0 +1,1 @@
+"""Pre-trade risk: pure functions over a portfolio snapshot (no I/O)."""

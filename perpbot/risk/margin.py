@@ -1,0 +1,157 @@
+"""Margin arithmetic shared by the sandbox exchange and the pre-trade checker.
+
+One source of truth: the engine and :mod:`perpbot.risk` import these functions, so both compute the
+same initial margin, maintenance margin and bracket for the same inputs, to the unit.
+
+Units (all ``int``, never ``float``):
+
+* money: ``10**-8`` USDT per unit (``MONEY_SCALE`` units = 1 USDT);
+* rates (fees, maintenance rates, funding): ``10**-8`` per unit (``RATE_SCALE`` units = 100%),
+  so 0.02% is ``20_000``.
+
+Rounding is explicit: margin requirements round *up* (in the venue's favour).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+MONEY_DECIMALS = 8
+MONEY_SCALE: int = 10**MONEY_DECIMALS
+RATE_DECIMALS = 8
+RATE_SCALE: int = 10**RATE_DECIMALS
+
+__all__ = [
+    "MONEY_SCALE",
+    "RATE_SCALE",
+    "Bracket",
+    "bracket_for",
+    "build_brackets",
+    "ceil_div",
+    "initial_margin",
+    "maintenance_margin",
+    "max_leverage_for",
+    "money_from_decimal",
+    "money_to_decimal",
+    "mul_rate_ceil",
+    "mul_rate_floor",
+    "rate_from_decimal",
+    "rate_to_decimal",
+]
+
+
+def ceil_div(numerator: int, denominator: int) -> int:
+    """Integer division rounding toward +infinity (``denominator`` > 0)."""
+    return -((-numerator) // denominator)
+
+
+def mul_rate_ceil(amount: int, rate: int) -> int:
+    """``amount * rate`` rounded toward +infinity (a charge in the venue's favour)."""
+    return ceil_div(amount * rate, RATE_SCALE)
+
+
+def mul_rate_floor(amount: int, rate: int) -> int:
+    """``amount * rate`` rounded toward -infinity (a credit in the venue's favour)."""
+    return (amount * rate) // RATE_SCALE
+
+
+def _scaled(value: Decimal | str | int, scale: int, what: str) -> int:
+    try:
+        dec = value if isinstance(value, Decimal) else Decimal(value)
+    except (InvalidOperation, TypeError, ValueError) as exc:
+        raise ValueError(f"{what} {value!r} is not a decimal number") from exc
+    if not dec.is_finite():
+        raise ValueError(f"{what} {value!r} is not finite")
+    scaled = dec * scale
+    if scaled != scaled.to_integral_value():
+        raise ValueError(f"{what} {value!r} has more precision than 1/{scale}")
+    return int(scaled)
+
+
+def money_from_decimal(value: Decimal | str | int) -> int:
+    """Exact USDT amount -> money units; raises ``ValueError`` if not a multiple of 1e-8."""
+    return _scaled(value, MONEY_SCALE, "amount")
+
+
+def money_to_decimal(units: int) -> Decimal:
+    """Money units -> USDT as an exact ``Decimal`` (8 decimal places)."""
+    return Decimal(units).scaleb(-MONEY_DECIMALS)
+
+
+def rate_from_decimal(value: Decimal | str | int) -> int:
+    """Exact fraction (``"0.0002"`` = 0.02%) -> rate units; raises ``ValueError`` if inexact."""
+    return _scaled(value, RATE_SCALE, "rate")
+
+
+def rate_to_decimal(units: int) -> Decimal:
+    """Rate units -> fraction as an exact ``Decimal``."""
+    return Decimal(units).scaleb(-RATE_DECIMALS)
+
+
+@dataclass(frozen=True, slots=True)
+class Bracket:
+    """One leverage bracket: positions with notional <= ``notional_cap`` use these rates.
+
+    ``maint_amount`` is the Binance-style cumulative amount that makes maintenance margin
+    continuous at the bracket edges: ``MM = ceil(notional * mmr) - maint_amount``.
+    """
+
+    notional_cap: int
+    max_leverage: int
+    mmr: int
+    maint_amount: int
+
+
+def build_brackets(rows: Sequence[tuple[int, int, int]]) -> tuple[Bracket, ...]:
+    """Build brackets from ``(notional_cap, max_leverage, mmr)`` rows, deriving maint_amount.
+
+    ``maint_amount[i] = maint_amount[i-1] + cap[i-1] * (mmr[i] - mmr[i-1])`` so that
+    maintenance margin is the same on both sides of every edge. Raises ``ValueError`` if the rows
+    are not increasing or the amount is not a whole number of money units.
+    """
+    brackets: list[Bracket] = []
+    prev_cap, prev_mmr, cum = 0, 0, 0
+    for cap, leverage, mmr in rows:
+        if cap <= prev_cap or leverage < 1 or mmr <= 0 or mmr < prev_mmr:
+            raise ValueError(f"bracket rows must increase: {(cap, leverage, mmr)}")
+        if brackets:
+            step, rest = divmod(prev_cap * (mmr - prev_mmr), RATE_SCALE)
+            if rest:
+                raise ValueError(f"bracket edge {prev_cap} gives a fractional maint_amount")
+            cum += step
+        brackets.append(Bracket(cap, leverage, mmr, cum))
+        prev_cap, prev_mmr = cap, mmr
+    if not brackets:
+        raise ValueError("at least one bracket is required")
+    return tuple(brackets)
+
+
+def bracket_for(brackets: Sequence[Bracket], notional: int) -> Bracket | None:
+    """The bracket whose range holds ``notional`` (``notional <= cap``); None above the last."""
+    for bracket in brackets:
+        if notional <= bracket.notional_cap:
+            return bracket
+    return None
+
+
+def max_leverage_for(brackets: Sequence[Bracket], notional: int) -> int:
+    """Highest leverage allowed for a position of ``notional``; 0 if above the last bracket."""
+    bracket = bracket_for(brackets, notional)
+    return bracket.max_leverage if bracket is not None else 0
+
+
+def initial_margin(notional: int, leverage: int) -> int:
+    """``ceil(notional / leverage)``: initial margin, rounded up."""
+    return ceil_div(notional, leverage)
+
+
+def maintenance_margin(brackets: Sequence[Bracket], notional: int) -> int:
+    """``ceil(notional * mmr) - maint_amount`` of the bracket holding ``notional``.
+
+    Above the last bracket the last bracket's rates apply (such a position cannot be opened,
+    but a mark move can carry an existing one there).
+    """
+    bracket = bracket_for(brackets, notional) or brackets[-1]
+    return max(0, mul_rate_ceil(notional, bracket.mmr) - bracket.maint_amount)

@@ -1,0 +1,1 @@
+"""The perpbot sandbox: a local perpetual-futures exchange with exact, documented mechanics."""

@@ -1,0 +1,192 @@
+"""Order book with price-time priority.
+
+Each side keeps a dict of price levels and a heap of level keys (price for asks, -price for
+bids) to find the best level in O(log n). A level is a FIFO of orders; cancellation is lazy (the
+order is marked dead and skipped when it reaches the front) so cancel is O(1). A level with no
+live orders is removed at once, so ``levels`` only ever holds levels with resting quantity.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from heapq import heapify, heappop, heappush
+
+# order.status values
+NEW = "NEW"
+PARTIALLY_FILLED = "PARTIALLY_FILLED"
+FILLED = "FILLED"
+CANCELED = "CANCELED"
+EXPIRED = "EXPIRED"
+
+
+class Order:
+    """An order as the engine keeps it (ticks, lots). ``remaining`` is 0 once it is done."""
+
+    __slots__ = (
+        "account",
+        "client_id",
+        "done_ts",
+        "filled",
+        "id",
+        "live",
+        "market",
+        "order_type",
+        "price",
+        "qty",
+        "reduce_only",
+        "remaining",
+        "side",
+        "status",
+        "stp",
+        "tif",
+        "ts",
+    )
+
+    def __init__(
+        self,
+        order_id: int,
+        account: str,
+        market: str,
+        side: int,
+        price: int,
+        qty: int,
+        order_type: str,
+        tif: str,
+        reduce_only: bool,
+        client_id: str | None,
+        stp: str,
+        ts: int,
+    ) -> None:
+        self.id = order_id
+        self.account = account
+        self.market = market
+        self.side = side
+        self.price = price
+        self.qty = qty
+        self.remaining = qty
+        self.filled = 0
+        self.order_type = order_type
+        self.tif = tif
+        self.reduce_only = reduce_only
+        self.client_id = client_id
+        self.stp = stp
+        self.ts = ts
+        self.done_ts = 0
+        self.status = NEW
+        self.live = False
+
+    def __repr__(self) -> str:
+        side = "BUY" if self.side > 0 else "SELL"
+        return (
+            f"Order(id={self.id}, {self.account}, {self.market}, {side} "
+            f"{self.remaining}/{self.qty} @ {self.price}, {self.status})"
+        )
+
+
+class Level:
+    """Orders resting at one price, oldest first; ``qty`` and ``live`` count only live orders."""
+
+    __slots__ = ("live", "orders", "price", "qty")
+
+    def __init__(self, price: int) -> None:
+        self.price = price
+        self.orders: deque[Order] = deque()
+        self.qty = 0
+        self.live = 0
+
+
+class BookSide:
+    """One side of a book. ``sign`` is +1 for asks (lowest first), -1 for bids (highest first)."""
+
+    __slots__ = ("_heap", "_in_heap", "levels", "sign")
+
+    def __init__(self, sign: int) -> None:
+        self.sign = sign
+        self.levels: dict[int, Level] = {}  # key = sign * price
+        self._heap: list[int] = []
+        self._in_heap: set[int] = set()
+
+    def best(self) -> Level | None:
+        """The best level, or None if the side is empty."""
+        heap, levels = self._heap, self.levels
+        while heap:
+            level = levels.get(heap[0])
+            if level is not None:
+                return level
+            self._in_heap.discard(heappop(heap))
+        return None
+
+    def add(self, order: Order) -> None:
+        """Append ``order`` at the back of its price level."""
+        key = self.sign * order.price
+        level = self.levels.get(key)
+        if level is None:
+            level = self.levels[key] = Level(order.price)
+            if key not in self._in_heap:
+                self._in_heap.add(key)
+                heappush(self._heap, key)
+                if len(self._heap) > 2 * len(self.levels) + 64:
+                    self._compact()
+        level.orders.append(order)
+        level.qty += order.remaining
+        level.live += 1
+        order.live = True
+
+    def remove(self, order: Order) -> None:
+        """Take a live order out of the book (lazily: its slot is skipped later)."""
+        key = self.sign * order.price
+        level = self.levels[key]
+        order.live = False
+        level.qty -= order.remaining
+        level.live -= 1
+        if level.live == 0:
+            del self.levels[key]
+
+    def reduce(self, order: Order, by: int) -> None:
+        """Lower a live order's remaining quantity in place (keeps its priority)."""
+        self.levels[self.sign * order.price].qty -= by
+        order.remaining -= by
+
+    def pop_filled_front(self, level: Level) -> None:
+        """Drop the filled front order of ``level``; remove the level if it is now empty."""
+        order = level.orders.popleft()
+        order.live = False
+        level.live -= 1
+        if level.live == 0:
+            del self.levels[self.sign * level.price]
+
+    def _compact(self) -> None:
+        self._heap = list(self.levels)
+        heapify(self._heap)
+        self._in_heap = set(self._heap)
+
+    def sorted_levels(self) -> list[Level]:
+        """All levels, best first."""
+        return [self.levels[key] for key in sorted(self.levels)]
+
+    def depth(self, limit: int) -> list[tuple[int, int]]:
+        """``(price, qty)`` of the best ``limit`` levels."""
+        keys = sorted(self.levels)[:limit] if limit < len(self.levels) else sorted(self.levels)
+        return [(self.levels[k].price, self.levels[k].qty) for k in keys]
+
+
+class Book:
+    """Both sides of one market's book."""
+
+    __slots__ = ("asks", "bids")
+
+    def __init__(self) -> None:
+        self.bids = BookSide(-1)
+        self.asks = BookSide(1)
+
+    def side(self, side: int) -> BookSide:
+        """The side an order of ``side`` rests on (+1 buy -> bids)."""
+        return self.bids if side > 0 else self.asks
+
+    def best_bid(self) -> int | None:
+        level = self.bids.best()
+        return level.price if level is not None else None
+
+    def best_ask(self) -> int | None:
+        level = self.asks.best()
+        return level.price if level is not None else None
