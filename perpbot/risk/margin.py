@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+from fractions import Fraction
 
 MONEY_DECIMALS = 8
 MONEY_SCALE: int = 10**MONEY_DECIMALS
@@ -39,6 +40,7 @@ __all__ = [
     "mul_rate_floor",
     "rate_from_decimal",
     "rate_to_decimal",
+    "whole_units",
 ]
 
 
@@ -57,6 +59,13 @@ def mul_rate_floor(amount: int, rate: int) -> int:
     return (amount * rate) // RATE_SCALE
 
 
+def whole_units(value: Decimal, unit: Decimal | Fraction | int) -> int | None:
+    """``value / unit`` if it is a whole number, else None. Exact at any precision (no decimal
+    context rounding), for finite ``value`` and positive ``unit``."""
+    ratio = Fraction(value) / Fraction(unit)
+    return ratio.numerator if ratio.denominator == 1 else None
+
+
 def _scaled(value: Decimal | str | int, scale: int, what: str) -> int:
     try:
         dec = value if isinstance(value, Decimal) else Decimal(value)
@@ -64,10 +73,10 @@ def _scaled(value: Decimal | str | int, scale: int, what: str) -> int:
         raise ValueError(f"{what} {value!r} is not a decimal number") from exc
     if not dec.is_finite():
         raise ValueError(f"{what} {value!r} is not finite")
-    scaled = dec * scale
-    if scaled != scaled.to_integral_value():
+    units = whole_units(dec, Fraction(1, scale))
+    if units is None:
         raise ValueError(f"{what} {value!r} has more precision than 1/{scale}")
-    return int(scaled)
+    return units
 
 
 def money_from_decimal(value: Decimal | str | int) -> int:

@@ -20,7 +20,8 @@ EXPIRED = "EXPIRED"
 
 
 class Order:
-    """An order as the engine keeps it (ticks, lots). ``remaining`` is 0 once it is done."""
+    """An order as the engine keeps it (ticks, lots). ``live`` while it rests in the book;
+    a cancelled or expired order keeps the ``remaining`` it had when it left."""
 
     __slots__ = (
         "account",
@@ -74,6 +75,27 @@ class Order:
         self.done_ts = 0
         self.status = NEW
         self.live = False
+
+    def requeued(self, *, price: int, qty: int, ts: int) -> Order:
+        """A copy with a new price and total quantity, queued afresh (loses time priority)."""
+        order = Order(
+            self.id,
+            self.account,
+            self.market,
+            self.side,
+            price,
+            qty,
+            self.order_type,
+            self.tif,
+            self.reduce_only,
+            self.client_id,
+            self.stp,
+            ts,
+        )
+        order.filled = self.filled
+        order.remaining = qty - self.filled
+        order.status = self.status
+        return order
 
     def __repr__(self) -> str:
         side = "BUY" if self.side > 0 else "SELL"

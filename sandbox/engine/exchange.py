@@ -29,6 +29,7 @@ from .commands import (
     SelfTradePrevention,
     SetLeverage,
     SetMarkPrice,
+    Side,
     TimeInForce,
     Withdraw,
 )
@@ -213,8 +214,10 @@ class Exchange:
             raise EngineError(RejectCode.INVALID_ORDER, "give exactly one of order_id, client_id")
         if cmd.order_id is not None:
             order = self._open.get(cmd.order_id) if _is_int(cmd.order_id) else None
+        elif isinstance(cmd.client_id, str):
+            order = account.client_ids.get(cmd.client_id)
         else:
-            order = account.client_ids.get(cmd.client_id)  # type: ignore[arg-type]
+            order = None
         if (
             order is None
             or not order.live
@@ -298,7 +301,7 @@ class Exchange:
         account = self._account(cmd.account)
         inst = market.instrument
         side = cmd.side
-        if side != 1 and side != -1:
+        if type(side) not in (int, Side) or (side != 1 and side != -1):
             raise EngineError(RejectCode.INVALID_ORDER, f"side must be BUY or SELL, got {side!r}")
         qty = cmd.qty
         if not _is_int(qty) or qty <= 0:
@@ -393,7 +396,7 @@ class Exchange:
                 pos.max_exposure,
             )
         if tif is TimeInForce.FOK:
-            fillable = self._fillable(book_side, account.id, limit, qty, stp)
+            fillable = self._fillable(market, book_side, account.id, limit, qty, stp)
             if fillable < qty:
                 raise EngineError(
                     RejectCode.FOK_NOT_FILLABLE,
@@ -549,11 +552,19 @@ class Exchange:
                 max_price=mark * (RATE_SCALE + band) // RATE_SCALE,
             )
 
-    @staticmethod
-    def _fillable(book_side: BookSide, account_id: str, limit: int, qty: int, stp: str) -> int:
-        """How much of ``qty`` would fill now against ``book_side`` up to ``limit``."""
+    def _fillable(
+        self, market: Market, book_side: BookSide, account_id: str, limit: int, qty: int, stp: str
+    ) -> int:
+        """How much of ``qty`` would fill now against ``book_side`` up to ``limit``.
+
+        Walks the book exactly as matching would, including self-trade prevention and the
+        makers' reduce-only orders, which shrink or vanish as their owners' positions change
+        during the sweep (so a FOK order never fills in part).
+        """
         total = 0
         sign = book_side.sign
+        symbol = market.symbol
+        simulated: dict[str, int] = {}  # position sizes of makers with reduce-only orders
         for level in book_side.sorted_levels():
             if sign * level.price > sign * limit:
                 break
@@ -564,7 +575,19 @@ class Exchange:
                     if stp == _CANCEL_MAKER:
                         continue
                     return total
-                total += maker.remaining
+                take = maker.remaining
+                size = simulated.get(maker.account)
+                if size is None:
+                    pos = self.accounts[maker.account].positions[symbol]
+                    size = pos.size if pos.reduce_only_orders else None
+                if size is not None:
+                    if maker.reduce_only:
+                        if size == 0 or (size > 0) == (maker.side > 0):
+                            continue  # cancelled by the time the sweep reaches it
+                        take = min(take, abs(size))
+                    take = min(take, qty - total)
+                    simulated[maker.account] = size + maker.side * take
+                total += take
                 if total >= qty:
                     return total
         return total
@@ -794,8 +817,6 @@ class Exchange:
             raise EngineError(RejectCode.QTY_BELOW_MIN, f"quantity {qty} < {inst.min_qty}")
         if qty > inst.max_qty:
             raise EngineError(RejectCode.QTY_ABOVE_MAX, f"quantity {qty} > {inst.max_qty}")
-        if price == order.price and qty == order.qty:
-            raise EngineError(RejectCode.AMEND_NO_CHANGE, "the amendment changes nothing")
         if price != order.price:
             self._check_band(inst, price, market.mark)
         pos = account.positions[market.symbol]
@@ -803,6 +824,8 @@ class Exchange:
         if order.reduce_only:
             remaining = min(remaining, abs(pos.size))
             qty = order.filled + remaining
+        if price == order.price and qty == order.qty:
+            raise EngineError(RejectCode.AMEND_NO_CHANGE, "the amendment changes nothing")
         opposite = market.book.asks if order.side > 0 else market.book.bids
         if order.tif is TimeInForce.POST_ONLY and price != order.price:
             best = opposite.best()
@@ -848,11 +871,12 @@ class Exchange:
                     pos.sell_value -= price * shrink
                 self._set_reserve(account, pos, market.factor)
         else:
+            # Re-queue as a fresh object: the book's lazy deletion leaves the old one in its
+            # level's queue, where it must stay dead.
             self._unrest(market, account, order)
-            order.price = price
-            order.qty = qty
-            order.remaining = remaining
-            order.ts = now
+            order = order.requeued(price=price, qty=qty, ts=now)
+            if order.client_id is not None:
+                account.client_ids[order.client_id] = order
         market.seq += 1
         events.append(
             OrderAmended(

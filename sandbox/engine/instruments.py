@@ -18,6 +18,7 @@ from perpbot.risk.margin import (
     build_brackets,
     money_from_decimal,
     rate_from_decimal,
+    whole_units,
 )
 
 from .codes import EngineError, RejectCode
@@ -138,8 +139,8 @@ class Instrument:
     def price_to_ticks(self, value: DecimalLike) -> int:
         """Exact decimal price -> ticks; refuses off-tick, non-positive and non-finite values."""
         dec = _to_decimal(value, RejectCode.INVALID_PRICE, "price")
-        ticks = dec / self.tick_size
-        if ticks != ticks.to_integral_value():
+        ticks = whole_units(dec, self.tick_size)
+        if ticks is None:
             raise EngineError(
                 RejectCode.INVALID_PRICE,
                 f"price {value} is not a multiple of the tick size {self.tick_size}",
@@ -147,13 +148,13 @@ class Instrument:
             )
         if ticks <= 0:
             raise EngineError(RejectCode.INVALID_PRICE, f"price {value} must be positive")
-        return int(ticks)
+        return ticks
 
     def qty_to_lots(self, value: DecimalLike) -> int:
         """Exact decimal quantity -> lots; refuses values finer than a lot, zero and negatives."""
         dec = _to_decimal(value, RejectCode.INVALID_QUANTITY, "quantity")
-        lots = dec / self.lot_size
-        if lots != lots.to_integral_value():
+        lots = whole_units(dec, self.lot_size)
+        if lots is None:
             raise EngineError(
                 RejectCode.INVALID_QUANTITY,
                 f"quantity {value} is not a multiple of the lot size {self.lot_size}",
@@ -161,7 +162,7 @@ class Instrument:
             )
         if lots <= 0:
             raise EngineError(RejectCode.INVALID_QUANTITY, f"quantity {value} must be positive")
-        return int(lots)
+        return lots
 
     def price_to_decimal(self, ticks: int) -> Decimal:
         """Ticks -> exact decimal price."""
