@@ -11,22 +11,30 @@ from decimal import Decimal
 
 from perpbot.risk.margin import money_to_decimal
 from sandbox.engine import (
+    CancelAll,
     Deposit,
     Deposited,
     Event,
     Exchange,
     Instrument,
+    LiquidationFill,
+    LiquidationFinished,
+    LiquidationStarted,
     ManualClock,
+    MarginCall,
     MarkPriceSet,
     OrderAccepted,
     OrderCanceled,
     OrderType,
     PlaceOrder,
     Rejected,
+    SetLeverage,
     SetMarkPrice,
     Side,
+    Tick,
     TimeInForce,
     Trade,
+    UpdateIndexSource,
     default_instruments,
     money_units,
 )
@@ -159,6 +167,76 @@ def main() -> None:
     print_book(ex, inst)
     print_accounts(ex, inst)
     print(f"\n  fees collected by the exchange: {usdt(ex.fees_collected)} USDT")
+    liquidation_story(ex, clock, inst)
+
+
+def quote_ladder(ex: Exchange, inst: Instrument, center: Decimal) -> None:
+    """The maker re-centres a ladder of bids and asks on the index."""
+    ex.submit(CancelAll("maker", SYMBOL))
+    for i in range(1, 6):
+        for side, sign in ((Side.BUY, -1), (Side.SELL, 1)):
+            price = inst.price_to_ticks(center + sign * Decimal(10) * i)
+            ex.submit(PlaceOrder("maker", SYMBOL, side, inst.qty_to_lots("0.5"), price=price))
+
+
+def liquidation_story(ex: Exchange, clock: ManualClock, inst: Instrument) -> None:
+    """A 50x long meets a falling index: margin call, 20% liquidation steps, finish."""
+    print("\n== A trader goes 2 BTC long at 50x with 3,000 USDT; then the index slides")
+    ex.submit(Deposit("degen", money_units("3000")))
+    ex.submit(SetLeverage("degen", SYMBOL, 50))
+    price = Decimal(60000)
+    for source in ("spot-a", "spot-b", "spot-c"):
+        ex.submit(UpdateIndexSource(SYMBOL, source, inst.price_to_ticks(price)))
+    quote_ladder(ex, inst, price)
+    ex.submit(Tick())
+    for event in ex.submit(
+        PlaceOrder("degen", SYMBOL, Side.BUY, inst.qty_to_lots("2"), order_type=OrderType.MARKET)
+    ):
+        if isinstance(event, Trade):
+            print(describe(event, inst))
+    shown = (MarginCall, LiquidationStarted, LiquidationFill, LiquidationFinished)
+    while price > Decimal(58500):
+        price -= Decimal(50)
+        clock.advance(10_000)
+        for source in ("spot-a", "spot-b", "spot-c"):
+            ex.submit(UpdateIndexSource(SYMBOL, source, inst.price_to_ticks(price)))
+        quote_ladder(ex, inst, price)
+        events = ex.submit(Tick())
+        view = ex.account_view("degen")
+        ratio = "-" if view.margin_ratio is None else f"{view.margin_ratio / 10**6:.1f}%"
+        size = sum(p.size for p in view.positions)
+        notable = [e for e in events if isinstance(e, shown)]
+        if not notable and price % 250 and not view.in_liquidation:
+            continue
+        print(
+            f"  index {price}  mark {inst.price_to_decimal(ex.markets[SYMBOL].mark)}  "
+            f"equity {usdt(view.equity):>10}  MM {usdt(view.maintenance_margin):>8}  "
+            f"ratio {ratio:>7}  position {inst.qty_to_decimal(size)}"
+        )
+        for event in notable:
+            print("     " + describe_risk(event, inst))
+    fund = ex.account_view(ex.markets[SYMBOL].insurance)
+    print(f"\n  insurance fund balance: {usdt(fund.collateral)} USDT")
+
+
+def describe_risk(event: Event, inst: Instrument) -> str:
+    if isinstance(event, MarginCall):
+        return f"MARGIN CALL  equity {usdt(event.equity)}  MM {usdt(event.maintenance_margin)}"
+    if isinstance(event, LiquidationStarted):
+        return (
+            f"LIQUIDATION STARTED  equity {usdt(event.equity)} <= MM "
+            f"{usdt(event.maintenance_margin)}; {event.orders_cancelled} orders cancelled"
+        )
+    if isinstance(event, LiquidationFill):
+        return (
+            f"liquidation step ({event.mode}): closed {inst.qty_to_decimal(event.qty)} "
+            f"(book {inst.qty_to_decimal(event.book_qty)}, insurance fund "
+            f"{inst.qty_to_decimal(event.takeover_qty)}, ADL {inst.qty_to_decimal(event.adl_qty)})"
+            f", bankruptcy price {inst.price_to_decimal(event.bankruptcy_price)}, "
+            f"fee {usdt(event.fee)} to the insurance fund"
+        )
+    assert isinstance(event, LiquidationFinished)
+    return f"LIQUIDATION FINISHED  equity {usdt(event.equity)}  MM {usdt(event.maintenance_margin)}"
 
 
 if __name__ == "__main__":

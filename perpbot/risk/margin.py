@@ -28,11 +28,15 @@ __all__ = [
     "MONEY_SCALE",
     "RATE_SCALE",
     "Bracket",
+    "bankruptcy_price",
     "bracket_for",
     "build_brackets",
     "ceil_div",
     "initial_margin",
+    "is_liquidatable",
+    "liquidation_price",
     "maintenance_margin",
+    "margin_ratio",
     "max_leverage_for",
     "money_from_decimal",
     "money_to_decimal",
@@ -164,3 +168,85 @@ def maintenance_margin(brackets: Sequence[Bracket], notional: int) -> int:
     """
     bracket = bracket_for(brackets, notional) or brackets[-1]
     return max(0, mul_rate_ceil(notional, bracket.mmr) - bracket.maint_amount)
+
+
+def margin_ratio(maintenance: int, equity: int) -> int | None:
+    """``maintenance / equity`` in rate units, rounded up; None when equity <= 0."""
+    return ceil_div(maintenance * RATE_SCALE, equity) if equity > 0 else None
+
+
+def is_liquidatable(equity: int, maintenance: int) -> bool:
+    """The liquidation condition for an account holding positions: ``equity <= MM``."""
+    return equity <= maintenance
+
+
+def bankruptcy_price(size: int, mark: int, equity: int, factor: int) -> int:
+    """The price (ticks) at which moving this position alone from ``mark`` leaves the account
+    with zero equity: ``mark - equity / (size * factor)``.
+
+    Rounded in the account's favour (a long's price up, a short's down) so that closing at it
+    never leaves the account below zero because of rounding; never below one tick.
+    """
+    if size > 0:
+        return max(1, mark - equity // (size * factor))
+    return max(1, mark + equity // (-size * factor))
+
+
+def liquidation_price(
+    size: int,
+    cost: int,
+    factor: int,
+    brackets: Sequence[Bracket],
+    other_equity: int,
+    other_maintenance: int,
+    mark: int,
+) -> int | None:
+    """The price (ticks) of one position's market at which its account becomes liquidatable,
+    every other position unchanged (cross margin).
+
+    ``other_equity`` is collateral plus the other positions' unrealized PnL, and
+    ``other_maintenance`` their maintenance margin. For a long, the highest price with
+    ``equity <= MM``; for a short, the lowest. None if no price makes it liquidatable. Exact:
+    a bisection on the same integer condition the exchange applies.
+    """
+    if size == 0:
+        return None
+
+    def liquidatable(price: int) -> bool:
+        value = size * price * factor
+        return other_equity + value - cost <= other_maintenance + maintenance_margin(
+            brackets, abs(value)
+        )
+
+    low, high = 1, max(mark, 1)
+    if size > 0:  # liquidatable on [1, P]: the largest such P
+        if not liquidatable(low):
+            return None
+        for _ in range(64):
+            if not liquidatable(high):
+                break
+            high *= 2
+        else:
+            return high
+        while high - low > 1:
+            middle = (low + high) // 2
+            if liquidatable(middle):
+                low = middle
+            else:
+                high = middle
+        return low
+    if liquidatable(low):  # short: liquidatable on [P, inf): the smallest such P
+        return low
+    for _ in range(64):
+        if liquidatable(high):
+            break
+        high *= 2
+    else:
+        return None
+    while high - low > 1:
+        middle = (low + high) // 2
+        if liquidatable(middle):
+            high = middle
+        else:
+            low = middle
+    return high

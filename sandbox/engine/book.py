@@ -141,13 +141,15 @@ class BookSide:
     def add(self, order: Order) -> None:
         """Append ``order`` at the back of its price level."""
         key = self.sign * order.price
-        level = self.levels.get(key)
+        levels = self.levels
+        level = levels.get(key)
         if level is None:
-            level = self.levels[key] = Level(order.price)
-            if key not in self._in_heap:
-                self._in_heap.add(key)
+            level = levels[key] = Level(order.price)
+            in_heap = self._in_heap
+            if key not in in_heap:
+                in_heap.add(key)
                 heappush(self._heap, key)
-                if len(self._heap) > 2 * len(self.levels) + 64:
+                if len(self._heap) > 2 * len(levels) + 64:
                     self._compact()
         level.orders.append(order)
         level.qty += order.remaining

@@ -18,8 +18,11 @@ class Side(IntEnum):
 
 
 class OrderType(StrEnum):
+    """LIMIT and MARKET are what clients send; LIQUIDATION marks the exchange's own orders."""
+
     LIMIT = "LIMIT"
     MARKET = "MARKET"
+    LIQUIDATION = "LIQUIDATION"
 
 
 class TimeInForce(StrEnum):
@@ -126,6 +129,32 @@ class SetMarkPrice:
     price: int
 
 
+@dataclass(frozen=True, slots=True)
+class UpdateIndexSource:
+    """A spot source's latest price (ticks) for a market's index, stamped with the clock."""
+
+    market: str
+    source: str
+    price: int
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """Let time act: sample premiums, settle funding, recompute index and mark, run due
+    liquidation steps, and unwind insurance-fund positions, up to the clock's current time."""
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterBackstop:
+    """Offer to take liquidated positions in a market's auctions: up to ``max_qty`` lots at a
+    price at least ``discount`` (rate units) better than the mark. ``max_qty=0`` withdraws."""
+
+    account: str
+    market: str
+    max_qty: int
+    discount: int
+
+
 Command = (
     Deposit
     | Withdraw
@@ -135,4 +164,7 @@ Command = (
     | AmendOrder
     | SetLeverage
     | SetMarkPrice
+    | UpdateIndexSource
+    | Tick
+    | RegisterBackstop
 )

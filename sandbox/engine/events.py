@@ -137,6 +137,138 @@ class MarkPriceSet(SequencedEvent):
     price: int
 
 
+@dataclass(slots=True, kw_only=True)
+class IndexSourceUpdated(SequencedEvent):
+    source: str
+    price: int
+
+
+@dataclass(slots=True, kw_only=True)
+class PricesUpdated(SequencedEvent):
+    """The scheduled index and mark update. ``funding_rate`` is the predicted rate used in P1."""
+
+    index: int
+    mark: int
+    last: int | None
+    funding_rate: int
+    next_funding_ts: int
+
+
+@dataclass(slots=True, kw_only=True)
+class IndexDegraded(SequencedEvent):
+    """Fewer than two usable sources: the index holds ``held`` until they come back.
+    ``excluded`` lists ``source:reason``. Emitted when the state starts, not on every update."""
+
+    held: int
+    excluded: list[str]
+
+
+@dataclass(slots=True, kw_only=True)
+class IndexRestored(SequencedEvent):
+    index: int
+
+
+@dataclass(slots=True, kw_only=True)
+class FundingSettled(SequencedEvent):
+    """Funding at ``funding_ts``: every position paid ``size * mark * rate`` (longs pay when the
+    rate is positive); ``residue`` (rounding, >= 0) went to the insurance fund."""
+
+    funding_ts: int
+    rate: int
+    mark: int
+    paid: int
+    residue: int
+
+
+@dataclass(slots=True, kw_only=True)
+class FundingPaid(SequencedEvent):
+    """One account's funding; ``amount`` > 0 paid, < 0 received."""
+
+    account: str
+    size: int
+    amount: int
+
+
+@dataclass(slots=True, kw_only=True)
+class MarginCall(SequencedEvent):
+    """Maintenance margin reached the margin-call share of equity (still above liquidation)."""
+
+    account: str
+    equity: int
+    maintenance_margin: int
+
+
+@dataclass(slots=True, kw_only=True)
+class LiquidationStarted(SequencedEvent):
+    account: str
+    equity: int
+    maintenance_margin: int
+    orders_cancelled: int
+
+
+@dataclass(slots=True, kw_only=True)
+class LiquidationFill(SequencedEvent):
+    """One liquidation step in one market: how much was to be closed and where it went.
+
+    ``qty`` = ``book_qty + auction_qty + takeover_qty + adl_qty``; ``fee`` went to the insurance
+    fund; equity and maintenance margin are the account's before the step.
+    """
+
+    account: str
+    mode: str
+    side: int
+    qty: int
+    book_qty: int
+    auction_qty: int
+    takeover_qty: int
+    adl_qty: int
+    mark: int
+    bankruptcy_price: int
+    fee: int
+    equity: int
+    maintenance_margin: int
+
+
+@dataclass(slots=True, kw_only=True)
+class PositionTransferred(SequencedEvent):
+    """A position moved between accounts off the book at ``price``.
+
+    ``reason``: ``auction`` (a backstop bought it), ``takeover`` (the insurance fund took it at
+    the bankruptcy price) or ``adl`` (an opposing position was closed against it)."""
+
+    from_account: str
+    to_account: str
+    side: int
+    qty: int
+    price: int
+    reason: str
+
+
+@dataclass(slots=True, kw_only=True)
+class InsuranceFundUsed(SequencedEvent):
+    """The insurance fund absorbed ``amount`` (> 0): a takeover below mark value, or a deficit
+    left on an account. ``balance`` is the fund's collateral afterwards."""
+
+    account: str
+    amount: int
+    balance: int
+    reason: str
+
+
+@dataclass(slots=True, kw_only=True)
+class LiquidationFinished(SequencedEvent):
+    account: str
+    equity: int
+    maintenance_margin: int
+
+
+@dataclass(slots=True, kw_only=True)
+class BackstopRegistered(SequencedEvent):
+    account: str
+    max_qty: int
+    discount: int
+
+
 def encode_event(event: Event) -> bytes:
     """Canonical bytes for an event log line: same events -> byte-identical log."""
     return json.dumps(event.to_record(), sort_keys=True, separators=(",", ":")).encode()

@@ -12,7 +12,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from perpbot.risk.margin import RATE_SCALE, ceil_div, maintenance_margin, mul_rate_ceil
+from perpbot.risk.margin import (
+    RATE_SCALE,
+    ceil_div,
+    liquidation_price,
+    maintenance_margin,
+    margin_ratio,
+    mul_rate_ceil,
+)
 
 from .accounts import Account, Position, max_notional_at, order_reserve
 from .book import CANCELED, EXPIRED, FILLED, PARTIALLY_FILLED, Book, BookSide, Level, Order
@@ -26,30 +33,66 @@ from .commands import (
     Deposit,
     OrderType,
     PlaceOrder,
+    RegisterBackstop,
     SelfTradePrevention,
     SetLeverage,
     SetMarkPrice,
     Side,
+    Tick,
     TimeInForce,
+    UpdateIndexSource,
     Withdraw,
 )
 from .events import (
     ACCOUNTS_STREAM,
+    BackstopRegistered,
     Deposited,
     Event,
+    FundingPaid,
+    FundingSettled,
+    IndexDegraded,
+    IndexRestored,
+    IndexSourceUpdated,
+    InsuranceFundUsed,
     LeverageChanged,
+    LiquidationFill,
+    LiquidationFinished,
+    LiquidationStarted,
+    MarginCall,
     MarkPriceSet,
     OrderAccepted,
     OrderAmended,
     OrderCanceled,
+    PositionTransferred,
+    PricesUpdated,
     Rejected,
     Trade,
     Withdrawn,
 )
+from .funding import FundingCalculator, funding_payments, impact_price, premium_index
 from .instruments import Instrument
+from .liquidation import (
+    LiquidationMode,
+    RiskIndex,
+    adl_score,
+    bankruptcy_price,
+    safe_distance,
+    slope_per_tick,
+    steps_for,
+)
+from .pricing import IndexCalculator, MarkCalculator, mid_ticks
 
 CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9._:/-]{1,36}")
-_RESTING_TIFS = (TimeInForce.GTC, TimeInForce.POST_ONLY)
+# Enum members read on every order, as module constants: on Python 3.11 ``TimeInForce.GTC`` is
+# a slow metaclass attribute lookup (~10x a global), and the order path makes several.
+_LIMIT = OrderType.LIMIT
+_LIQUIDATION = OrderType.LIQUIDATION
+_GTC = TimeInForce.GTC
+_IOC = TimeInForce.IOC
+_FOK = TimeInForce.FOK
+_POST_ONLY = TimeInForce.POST_ONLY
+_RESTING_TIFS = (_GTC, _POST_ONLY)
+_MARKET_TIFS = (_IOC, _FOK)
 _CANCEL_TAKER = SelfTradePrevention.CANCEL_TAKER
 _CANCEL_MAKER = SelfTradePrevention.CANCEL_MAKER
 
@@ -66,32 +109,87 @@ class ExchangeConfig:
 
 
 class Market:
-    """Per-market state: the instrument, its book, prices and the event sequence."""
+    """Per-market state: the instrument, its book, prices, funding, risk index, sequence."""
 
-    __slots__ = ("book", "factor", "instrument", "last", "mark", "seq", "symbol", "trade_id")
+    __slots__ = (
+        "backstops",
+        "book",
+        "factor",
+        "funding",
+        "impact_notional",
+        "index",
+        "index_calc",
+        "index_degraded",
+        "instrument",
+        "insurance",
+        "last",
+        "mark",
+        "mark_calc",
+        "next_funding_ts",
+        "next_mark_ts",
+        "next_sample_ts",
+        "next_unwind_ts",
+        "risk",
+        "seq",
+        "symbol",
+        "top_mmr",
+        "trade_id",
+    )
 
-    def __init__(self, instrument: Instrument) -> None:
+    def __init__(self, instrument: Instrument, now: int) -> None:
+        mech = instrument.mechanics
         self.instrument = instrument
         self.symbol = instrument.symbol
         self.factor = instrument.notional_factor
+        self.top_mmr = instrument.brackets[-1].mmr
         self.book = Book()
         self.mark = instrument.initial_price
+        self.index = instrument.initial_price
+        self.index_degraded = False
         self.last: int | None = None
         self.seq = 0
         self.trade_id = 0
+        self.index_calc = IndexCalculator(mech.index)
+        self.mark_calc = MarkCalculator(mech.mark)
+        self.funding = FundingCalculator(mech.funding)
+        self.impact_notional = mech.impact_margin * instrument.brackets[0].max_leverage
+        sample = mech.funding.sample_interval_ms
+        self.next_sample_ts = now - now % sample + sample
+        self.next_funding_ts = self.funding.next_funding_time(now)
+        self.next_mark_ts = now
+        self.next_unwind_ts = now
+        self.risk = RiskIndex()
+        self.insurance = f"insurance:{instrument.symbol}"
+        self.backstops: dict[str, tuple[int, int]] = {}  # account -> (max_qty, discount)
+
+
+class LiquidationState:
+    """An account being liquidated: when it started and when its next step may run."""
+
+    __slots__ = ("next_step_ts", "started_ts", "steps")
+
+    def __init__(self, now: int) -> None:
+        self.started_ts = now
+        self.next_step_ts = now
+        self.steps = 0
 
 
 @dataclass(frozen=True, slots=True)
 class PositionView:
+    """A position at the current mark. ``liquidation_price`` (ticks): the mark of this market
+    at which, all other marks unchanged, equity <= maintenance margin; None if no price can."""
+
     market: str
     size: int
     cost: int
     leverage: int
+    mark: int
     unrealized_pnl: int
     realized_pnl: int
     initial_margin: int
     maintenance_margin: int
     order_margin: int
+    liquidation_price: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +204,24 @@ class AccountView:
     order_margin: int
     available: int
     maintenance_margin: int
+    margin_ratio: int | None  # MM / equity in rate units (1e-8); None when equity <= 0
+    in_liquidation: bool
     positions: tuple[PositionView, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True, slots=True)
+class MarketPrices:
+    """The three prices of a market and its funding state (ticks, rate units, ms)."""
+
+    market: str
+    last: int | None
+    index: int
+    mark: int
+    index_degraded: bool
+    predicted_funding_rate: int
+    last_funding_rate: int
+    next_funding_ts: int
+    insurance_fund: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,11 +265,24 @@ class Exchange:
     ) -> None:
         self.clock = clock
         self.config = config or ExchangeConfig()
-        self.markets: dict[str, Market] = {i.symbol: Market(i) for i in instruments}
+        now = clock.now_ms()
+        self.markets: dict[str, Market] = {i.symbol: Market(i, now) for i in instruments}
         self.accounts: dict[str, Account] = {}
         self.fees_collected = 0
         self.total_deposits = 0
         self.total_withdrawals = 0
+        # Each market's insurance fund is an account holding its seed (counted as a deposit).
+        self.insurance_funds: dict[str, str] = {}
+        for market in self.markets.values():
+            fund = Account(market.insurance)
+            fund.collateral = market.instrument.mechanics.liquidation.insurance_seed
+            self.accounts[fund.id] = fund
+            self.insurance_funds[fund.id] = market.symbol
+            self.total_deposits += fund.collateral
+        self._dirty: dict[str, None] = {}  # accounts to re-evaluate, in a deterministic order
+        self._liquidating: dict[str, LiquidationState] = {}
+        self._called: dict[str, None] = {}  # accounts in margin-call state
+        self._risk_version = 0
         self._accounts_seq = 0
         self._next_order_id = 1
         self._open: dict[int, Order] = {}
@@ -167,6 +295,9 @@ class Exchange:
             Withdraw: self._withdraw,
             SetLeverage: self._set_leverage,
             SetMarkPrice: self._set_mark,
+            UpdateIndexSource: self._update_index_source,
+            Tick: self._tick,
+            RegisterBackstop: self._register_backstop,
         }
 
     # -- the one entry point ------------------------------------------------------------------
@@ -178,13 +309,16 @@ class Exchange:
                 raise EngineError(
                     RejectCode.UNKNOWN_COMMAND, f"unknown command {type(command).__name__}"
                 )
-            return handler(command)
+            events = handler(command)
         except EngineError as err:
             return [
                 Rejected(
                     ts=self.clock.now_ms(), code=err.code, message=err.message, details=err.details
                 )
             ]
+        if self._dirty:
+            self._evaluate_dirty(events)
+        return events
 
     # -- lookups that raise typed errors --------------------------------------------------------
     def _market(self, symbol: object) -> Market:
@@ -283,15 +417,18 @@ class Exchange:
         return reserve
 
     def _set_reserve(self, account: Account, pos: Position, factor: int) -> None:
-        reserve = order_reserve(
-            pos.size,
-            pos.buy_qty,
-            pos.buy_value,
-            pos.sell_qty,
-            pos.sell_value,
-            pos.leverage,
-            factor,
-        )
+        if not pos.buy_qty and not pos.sell_qty:
+            reserve = 0  # no open orders to margin: what order_reserve returns, without the call
+        else:
+            reserve = order_reserve(
+                pos.size,
+                pos.buy_qty,
+                pos.buy_value,
+                pos.sell_qty,
+                pos.sell_value,
+                pos.leverage,
+                factor,
+            )
         account.reserve += reserve - pos.reserve
         pos.reserve = reserve
 
@@ -304,29 +441,34 @@ class Exchange:
         if type(side) not in (int, Side) or (side != 1 and side != -1):
             raise EngineError(RejectCode.INVALID_ORDER, f"side must be BUY or SELL, got {side!r}")
         qty = cmd.qty
-        if not _is_int(qty) or qty <= 0:
+        if type(qty) is not int or qty <= 0:  # _is_int, inlined on the hot path
             raise EngineError(RejectCode.INVALID_QUANTITY, f"quantity {qty!r} must be lots > 0")
         if qty < inst.min_qty:
             raise EngineError(
                 RejectCode.QTY_BELOW_MIN, f"quantity {qty} < {inst.min_qty}", min_qty=inst.min_qty
             )
         mark = market.mark
-        order_type = _member(OrderType, cmd.order_type)
-        tif = None if cmd.tif is None else _member(TimeInForce, cmd.tif)
-        if order_type is OrderType.LIMIT:
+        order_type = cmd.order_type
+        if type(order_type) is not OrderType:  # members pass as they are; _member converts
+            order_type = _member(OrderType, order_type)
+        if order_type is _LIQUIDATION:
+            raise EngineError(RejectCode.INVALID_ORDER, "liquidation orders are the exchange's")
+        tif = cmd.tif
+        if tif is not None and type(tif) is not TimeInForce:
+            tif = _member(TimeInForce, tif)
+        if order_type is _LIMIT:
             price = cmd.price
-            if not _is_int(price) or price <= 0:  # type: ignore[operator]
+            if type(price) is not int or price <= 0:
                 raise EngineError(RejectCode.INVALID_PRICE, f"price {price!r} must be ticks > 0")
-            assert price is not None
-            tif = TimeInForce.GTC if tif is None else tif
+            tif = _GTC if tif is None else tif
             max_qty = inst.max_qty
             self._check_band(inst, price, mark)
             limit = notional_price = price
         else:
             if cmd.price is not None:
                 raise EngineError(RejectCode.INVALID_ORDER, "a market order takes no price")
-            tif = TimeInForce.IOC if tif is None else tif
-            if tif not in (TimeInForce.IOC, TimeInForce.FOK):
+            tif = _IOC if tif is None else tif
+            if tif not in _MARKET_TIFS:
                 raise EngineError(RejectCode.INVALID_ORDER, f"a market order cannot be {tif}")
             max_qty = inst.market_max_qty
             band = inst.market_band
@@ -348,6 +490,11 @@ class Exchange:
         reduce_only = cmd.reduce_only is True
         if cmd.reduce_only is not True and cmd.reduce_only is not False:
             raise EngineError(RejectCode.INVALID_ORDER, "reduce_only must be a bool")
+        if not reduce_only and account.id in self._liquidating:
+            raise EngineError(
+                RejectCode.ACCOUNT_IN_LIQUIDATION,
+                "the account is being liquidated: only reduce-only orders are accepted",
+            )
         rests = tif in _RESTING_TIFS
         if rests and pos.open_orders >= self.config.max_open_orders:
             raise EngineError(
@@ -356,7 +503,7 @@ class Exchange:
                 max_open_orders=self.config.max_open_orders,
             )
         book_side = market.book.asks if side > 0 else market.book.bids
-        if tif is TimeInForce.POST_ONLY:
+        if tif is _POST_ONLY:
             best = book_side.best()
             if best is not None and book_side.sign * best.price <= book_side.sign * limit:
                 raise EngineError(
@@ -384,18 +531,16 @@ class Exchange:
                     min_notional=inst.min_notional,
                 )
             value = limit * qty
-            buy = (pos.buy_qty + qty, pos.buy_value + value) if side > 0 else None
-            sell = (pos.sell_qty + qty, pos.sell_value + value) if side < 0 else None
+            if side > 0:
+                buy = (pos.buy_qty + qty, pos.buy_value + value)
+                sell = (pos.sell_qty, pos.sell_value)
+            else:
+                buy = (pos.buy_qty, pos.buy_value)
+                sell = (pos.sell_qty + qty, pos.sell_value + value)
             reserve = self._check_exposure_and_margin(
-                account,
-                market,
-                pos,
-                buy or (pos.buy_qty, pos.buy_value),
-                sell or (pos.sell_qty, pos.sell_value),
-                pos.leverage,
-                pos.max_exposure,
+                account, market, pos, buy, sell, pos.leverage, pos.max_exposure
             )
-        if tif is TimeInForce.FOK:
+        if tif is _FOK:
             fillable = self._fillable(market, book_side, account.id, limit, qty, stp)
             if fillable < qty:
                 raise EngineError(
@@ -471,24 +616,27 @@ class Exchange:
             self._rest(market, account, pos, order)
 
     def _rest(self, market: Market, account: Account, pos: Position, order: Order) -> None:
-        market.book.side(order.side).add(order)
+        book = market.book
+        (book.bids if order.side > 0 else book.asks).add(order)  # == book.side(order.side)
         account.open_orders[order.id] = order
         self._open[order.id] = order
         pos.open_orders += 1
         if order.reduce_only:
             pos.reduce_only_orders += 1
             return
+        remaining = order.remaining
         if order.side > 0:
-            pos.buy_qty += order.remaining
-            pos.buy_value += order.price * order.remaining
+            pos.buy_qty += remaining
+            pos.buy_value += order.price * remaining
         else:
-            pos.sell_qty += order.remaining
-            pos.sell_value += order.price * order.remaining
+            pos.sell_qty += remaining
+            pos.sell_value += order.price * remaining
         self._set_reserve(account, pos, market.factor)
 
     def _unrest(self, market: Market, account: Account, order: Order) -> Position:
         """Take a live order out of the book and out of its account's aggregates."""
-        market.book.side(order.side).remove(order)
+        book = market.book
+        (book.bids if order.side > 0 else book.asks).remove(order)  # == book.side(order.side)
         del account.open_orders[order.id]
         del self._open[order.id]
         pos = account.positions[market.symbol]
@@ -496,12 +644,13 @@ class Exchange:
         if order.reduce_only:
             pos.reduce_only_orders -= 1
         else:
+            remaining = order.remaining
             if order.side > 0:
-                pos.buy_qty -= order.remaining
-                pos.buy_value -= order.price * order.remaining
+                pos.buy_qty -= remaining
+                pos.buy_value -= order.price * remaining
             else:
-                pos.sell_qty -= order.remaining
-                pos.sell_value -= order.price * order.remaining
+                pos.sell_qty -= remaining
+                pos.sell_value -= order.price * remaining
             self._set_reserve(account, pos, market.factor)
         return pos
 
@@ -511,12 +660,13 @@ class Exchange:
         recent = account.recent
         recent[order.id] = order
         config = self.config
+        limit = config.recent_orders
         horizon = now - config.recent_order_ttl_ms
         while recent:
-            oldest = next(iter(recent.values()))
-            if len(recent) <= config.recent_orders and oldest.done_ts >= horizon:
+            # Drop the oldest while there are too many, or it is too old (only then look at it).
+            if len(recent) <= limit and next(iter(recent.values())).done_ts >= horizon:
                 break
-            recent.popitem(last=False)
+            oldest = recent.popitem(last=False)[1]
             if oldest.client_id is not None and account.client_ids.get(oldest.client_id) is oldest:
                 del account.client_ids[oldest.client_id]
 
@@ -602,8 +752,10 @@ class Exchange:
         """
         sign = book_side.sign
         limit_key = sign * taker.price
-        taker_account = self.accounts[taker.account]
-        taker_pos = taker_account.positions[market.symbol]
+        accounts = self.accounts
+        symbol = market.symbol
+        taker_account = accounts[taker.account]
+        taker_pos = taker_account.positions[symbol]
         while taker.remaining:
             level = book_side.best()
             if level is None or sign * level.price > limit_key:
@@ -622,19 +774,24 @@ class Exchange:
                     if stp != _CANCEL_MAKER:
                         return True
                     continue
-                self._fill(market, book_side, level, maker, taker, taker_account, taker_pos, events)
+                maker_account = accounts[maker.account]
+                maker_pos = maker_account.positions[symbol]
+                self._fill(
+                    market,
+                    book_side,
+                    level,
+                    maker,
+                    taker,
+                    maker_account,
+                    maker_pos,
+                    taker_account,
+                    taker_pos,
+                    events,
+                )
                 if maker.remaining == 0:
-                    maker_account = self.accounts[maker.account]
-                    self._finish_filled_maker(market, maker_account, maker, now)
-                    maker_pos = maker_account.positions[market.symbol]
-                    if maker_pos.reduce_only_orders:
-                        self._sync_reduce_only(market, maker_account, maker_pos, events, now)
-                else:
-                    maker_pos = self.accounts[maker.account].positions[market.symbol]
-                    if maker_pos.reduce_only_orders:
-                        self._sync_reduce_only(
-                            market, self.accounts[maker.account], maker_pos, events, now
-                        )
+                    self._finish_filled_maker(maker_account, maker_pos, maker, now)
+                if maker_pos.reduce_only_orders:
+                    self._sync_reduce_only(market, maker_account, maker_pos, events, now)
         return False
 
     def _fill(
@@ -644,6 +801,8 @@ class Exchange:
         level: Level,
         maker: Order,
         taker: Order,
+        maker_account: Account,
+        maker_pos: Position,
         taker_account: Account,
         taker_pos: Position,
         events: list[Event],
@@ -664,8 +823,6 @@ class Exchange:
         if maker.remaining == 0:
             book_side.pop_filled_front(level)
 
-        maker_account = self.accounts[maker.account]
-        maker_pos = maker_account.positions[market.symbol]
         if not maker.reduce_only:
             if maker.side > 0:
                 maker_pos.buy_qty -= qty
@@ -674,12 +831,17 @@ class Exchange:
                 maker_pos.sell_qty -= qty
                 maker_pos.sell_value -= price * qty
         maker_fee = mul_rate_ceil(notional, inst.maker_fee)
-        taker_fee = mul_rate_ceil(notional, inst.taker_fee)
+        # A liquidation pays the liquidation fee (to the insurance fund) instead of a taker fee.
+        taker_fee = (
+            0 if taker.order_type is _LIQUIDATION else mul_rate_ceil(notional, inst.taker_fee)
+        )
         maker_pnl = _apply_fill(maker_pos, maker.side, price, qty, factor)
         taker_pnl = _apply_fill(taker_pos, taker.side, price, qty, factor)
         maker_account.collateral += maker_pnl - maker_fee
         taker_account.collateral += taker_pnl - taker_fee
         self.fees_collected += maker_fee + taker_fee
+        self._dirty[maker.account] = None
+        self._dirty[taker.account] = None
         self._set_reserve(maker_account, maker_pos, factor)
         self._set_reserve(taker_account, taker_pos, factor)
 
@@ -708,13 +870,10 @@ class Exchange:
             )
         )
 
-    def _finish_filled_maker(
-        self, market: Market, account: Account, maker: Order, now: int
-    ) -> None:
+    def _finish_filled_maker(self, account: Account, pos: Position, maker: Order, now: int) -> None:
         maker.status = FILLED
         del account.open_orders[maker.id]
         del self._open[maker.id]
-        pos = account.positions[market.symbol]
         pos.open_orders -= 1
         if maker.reduce_only:
             pos.reduce_only_orders -= 1
@@ -827,7 +986,7 @@ class Exchange:
         if price == order.price and qty == order.qty:
             raise EngineError(RejectCode.AMEND_NO_CHANGE, "the amendment changes nothing")
         opposite = market.book.asks if order.side > 0 else market.book.bids
-        if order.tif is TimeInForce.POST_ONLY and price != order.price:
+        if order.tif is _POST_ONLY and price != order.price:
             best = opposite.best()
             if best is not None and opposite.sign * best.price <= opposite.sign * price:
                 raise EngineError(
@@ -915,6 +1074,7 @@ class Exchange:
         if account is None:
             account = self.accounts[cmd.account] = Account(cmd.account)
         account.collateral += amount
+        self._dirty[account.id] = None
         self.total_deposits += amount
         self._accounts_seq += 1
         return [
@@ -940,6 +1100,7 @@ class Exchange:
                 available=allowed,
             )
         account.collateral -= amount
+        self._dirty[account.id] = None
         self.total_withdrawals += amount
         self._accounts_seq += 1
         return [
@@ -1001,11 +1162,748 @@ class Exchange:
         market = self._market(cmd.market)
         if not _is_int(cmd.price) or cmd.price <= 0:
             raise EngineError(RejectCode.INVALID_PRICE, f"mark {cmd.price!r} must be ticks > 0")
-        market.mark = cmd.price
+        self._move_mark(market, cmd.price)
         market.seq += 1
         return [
             MarkPriceSet(
                 ts=self.clock.now_ms(), stream=market.symbol, seq=market.seq, price=cmd.price
+            )
+        ]
+
+    # -- prices and funding -------------------------------------------------------------------
+    def _update_index_source(self, cmd: UpdateIndexSource) -> list[Event]:
+        market = self._market(cmd.market)
+        weights = market.instrument.mechanics.index.weights
+        if not isinstance(cmd.source, str) or cmd.source not in weights:
+            raise EngineError(
+                RejectCode.UNKNOWN_INDEX_SOURCE,
+                f"{market.symbol} has no index source {cmd.source!r}",
+                sources=sorted(weights),
+            )
+        if not _is_int(cmd.price) or cmd.price <= 0:
+            raise EngineError(RejectCode.INVALID_PRICE, f"price {cmd.price!r} must be ticks > 0")
+        now = self.clock.now_ms()
+        market.index_calc.update_source(cmd.source, cmd.price, now)
+        market.seq += 1
+        return [
+            IndexSourceUpdated(
+                ts=now, stream=market.symbol, seq=market.seq, source=cmd.source, price=cmd.price
+            )
+        ]
+
+    def _tick(self, cmd: Tick) -> list[Event]:
+        now = self.clock.now_ms()
+        events: list[Event] = []
+        for market in self.markets.values():
+            self._advance_market(market, now, events)
+        for account_id, state in self._liquidating.items():
+            if state.next_step_ts <= now:
+                self._dirty[account_id] = None
+        if self._dirty:
+            self._evaluate_dirty(events)
+        for market in self.markets.values():
+            self._unwind_insurance(market, now, events)
+        return events
+
+    def _advance_market(self, market: Market, now: int, events: list[Event]) -> None:
+        """Premium samples and funding settlements due by ``now`` (in time order), then the
+        index and mark if their interval has passed."""
+        mech = market.instrument.mechanics
+        while True:
+            sample_ts, funding_ts = market.next_sample_ts, market.next_funding_ts
+            if min(sample_ts, funding_ts) > now:
+                break
+            if sample_ts <= funding_ts:
+                premium = self._premium(market)
+                if premium is not None:
+                    market.funding.add_sample(premium, sample_ts)
+                market.next_sample_ts = sample_ts + mech.funding.sample_interval_ms
+            else:
+                self._settle_funding(market, funding_ts, events)
+                market.next_funding_ts = funding_ts + mech.funding.interval_ms
+        if now >= market.next_mark_ts:
+            self._update_prices(market, now, events)
+            market.next_mark_ts = now - now % mech.mark_interval_ms + mech.mark_interval_ms
+
+    def _premium(self, market: Market) -> int | None:
+        """Premium index from impact prices on our own book; None (no sample this minute)
+        when either side is too thin to fill the impact notional."""
+        impact_bid = impact_price(
+            market.book.bids.depth(1_000), market.impact_notional, market.factor
+        )
+        impact_ask = impact_price(
+            market.book.asks.depth(1_000), market.impact_notional, market.factor
+        )
+        if impact_bid is None or impact_ask is None:
+            return None
+        return premium_index(impact_bid, impact_ask, market.index)
+
+    def _update_prices(self, market: Market, now: int, events: list[Event]) -> None:
+        result = market.index_calc.compute(now)
+        if result.degraded:
+            if not market.index_degraded:
+                market.index_degraded = True
+                market.seq += 1
+                events.append(
+                    IndexDegraded(
+                        ts=now,
+                        stream=market.symbol,
+                        seq=market.seq,
+                        held=market.index,
+                        excluded=[f"{name}:{why}" for name, why in result.excluded],
+                    )
+                )
+        else:
+            assert result.price is not None
+            market.index = result.price
+            if market.index_degraded:
+                market.index_degraded = False
+                market.seq += 1
+                events.append(
+                    IndexRestored(ts=now, stream=market.symbol, seq=market.seq, index=market.index)
+                )
+        index = market.index
+        book = market.book
+        market.mark_calc.sample_basis(mid_ticks(book.best_bid(), book.best_ask()), index, now)
+        rate = market.funding.predicted_rate()
+        mark = market.mark_calc.compute(
+            index,
+            market.last,
+            rate,
+            market.next_funding_ts - now,
+            market.instrument.mechanics.funding.interval_ms,
+        )
+        self._move_mark(market, mark)
+        market.seq += 1
+        events.append(
+            PricesUpdated(
+                ts=now,
+                stream=market.symbol,
+                seq=market.seq,
+                index=index,
+                mark=mark,
+                last=market.last,
+                funding_rate=rate,
+                next_funding_ts=market.next_funding_ts,
+            )
+        )
+
+    def _move_mark(self, market: Market, mark: int) -> None:
+        """Set the mark and queue every account whose risk trigger it reached (and only them)."""
+        market.mark = mark
+        for account_id in market.risk.due(mark):
+            self._dirty[account_id] = None
+
+    def _settle_funding(self, market: Market, funding_ts: int, events: list[Event]) -> None:
+        rate = market.funding.settle(funding_ts)
+        symbol = market.symbol
+        holders = {
+            acc.id: acc.positions[symbol].size
+            for acc in self.accounts.values()
+            if symbol in acc.positions and acc.positions[symbol].size
+        }
+        payments, residue = funding_payments(holders, market.mark, rate, market.factor)
+        for account_id, amount in payments.items():
+            account = self.accounts[account_id]
+            account.collateral -= amount
+            self._dirty[account_id] = None
+            market.seq += 1
+            events.append(
+                FundingPaid(
+                    ts=funding_ts,
+                    stream=symbol,
+                    seq=market.seq,
+                    account=account_id,
+                    size=holders[account_id],
+                    amount=amount,
+                )
+            )
+        self.accounts[market.insurance].collateral += residue
+        market.seq += 1
+        events.append(
+            FundingSettled(
+                ts=funding_ts,
+                stream=symbol,
+                seq=market.seq,
+                funding_ts=funding_ts,
+                rate=rate,
+                mark=market.mark,
+                paid=sum(a for a in payments.values() if a > 0),
+                residue=residue,
+            )
+        )
+
+    # -- risk: evaluation, margin calls, liquidation ---------------------------------------------
+    def _margin_state(self, account: Account) -> tuple[int, int, list[tuple[int, str]]]:
+        """``(equity, maintenance margin, [(position MM, market), ...])`` at the marks."""
+        equity = account.collateral
+        total_mm = 0
+        contributions: list[tuple[int, str]] = []
+        for symbol, pos in account.positions.items():
+            if pos.size:
+                market = self.markets[symbol]
+                value = pos.size * market.mark * market.factor
+                equity += value - pos.cost
+                mm = maintenance_margin(market.instrument.brackets, abs(value))
+                total_mm += mm
+                contributions.append((mm, symbol))
+        return equity, total_mm, contributions
+
+    def _evaluate_dirty(self, events: list[Event]) -> None:
+        """Re-check every account whose margin inputs changed, until none is left."""
+        now = self.clock.now_ms()
+        dirty = self._dirty
+        while dirty:
+            account_id = next(iter(dirty))
+            del dirty[account_id]
+            self._evaluate(self.accounts[account_id], events, now)
+
+    def _evaluate(self, account: Account, events: list[Event], now: int) -> None:
+        """The exact check: liquidate, continue a liquidation, margin-call, or re-index."""
+        if account.id in self.insurance_funds:
+            self._check_insurance_fund(account, events, now)
+            return
+        equity, mm, contributions = self._margin_state(account)
+        state = self._liquidating.get(account.id)
+        if contributions and equity <= mm:
+            cfg = self._lead_config(contributions)
+            deep = equity * RATE_SCALE < cfg.backstop_ratio * mm
+            if state is None or now >= state.next_step_ts or deep:
+                self._liquidate(account, events, now)
+                equity, mm, contributions = self._margin_state(account)
+        elif state is not None:
+            cfg = self._lead_config(contributions) if contributions else None
+            if cfg is None or mm * RATE_SCALE <= cfg.target_ratio * equity:
+                self._finish_liquidation(account, events, now)
+            elif now >= state.next_step_ts:
+                self._liquidate(account, events, now)
+                equity, mm, contributions = self._margin_state(account)
+        if contributions:
+            cfg = self._lead_config(contributions)
+            called = mm * RATE_SCALE >= cfg.margin_call_ratio * equity
+            if called and account.id not in self._called and account.id not in self._liquidating:
+                self._called[account.id] = None
+                self._accounts_seq += 1
+                events.append(
+                    MarginCall(
+                        ts=now,
+                        stream=ACCOUNTS_STREAM,
+                        seq=self._accounts_seq,
+                        account=account.id,
+                        equity=equity,
+                        maintenance_margin=mm,
+                    )
+                )
+            elif not called:
+                self._called.pop(account.id, None)
+        else:
+            self._called.pop(account.id, None)
+        self._reindex(account, equity, mm, contributions)
+
+    def _lead_config(self, contributions: list[tuple[int, str]]) -> Any:
+        """Liquidation settings of the market with the largest maintenance margin (the first
+        listed on a tie): they govern account-level decisions."""
+        symbol = max(contributions, key=lambda c: c[0])[1]
+        return self.markets[symbol].instrument.mechanics.liquidation
+
+    def _reindex(
+        self, account: Account, equity: int, mm: int, contributions: list[tuple[int, str]]
+    ) -> None:
+        """Give the account a trigger price in every market it holds (docs/mechanics.md §15)."""
+        if not contributions:
+            return
+        threshold = (
+            RATE_SCALE
+            if account.id in self._called or account.id in self._liquidating
+            else self._lead_config(contributions).margin_call_ratio
+        )
+        buffer = threshold * equity - RATE_SCALE * mm - RATE_SCALE * len(contributions) - 1
+        weights = []
+        for _, symbol in contributions:
+            market = self.markets[symbol]
+            size = account.positions[symbol].size
+            weights.append((market, size, slope_per_tick(size, market.factor, market.top_mmr)))
+        total = sum(slope * market.mark for market, _, slope in weights)
+        self._risk_version += 1
+        version = self._risk_version
+        for market, size, _ in weights:
+            distance = safe_distance(buffer, total, market.mark)
+            trigger = market.mark - distance if size > 0 else market.mark + distance
+            market.risk.set(account.id, size, trigger, version)
+
+    def _liquidate(self, account: Account, events: list[Event], now: int) -> None:
+        """Start or continue a liquidation: steps until healthy, or until the next cooldown."""
+        state = self._liquidating.get(account.id)
+        if state is None:
+            state = self._liquidating[account.id] = LiquidationState(now)
+            self._called.pop(account.id, None)
+            equity, mm, _ = self._margin_state(account)
+            orders = list(account.open_orders.values())
+            for order in orders:
+                self._cancel_resting(self.markets[order.market], order, "liquidation", events, now)
+            self._accounts_seq += 1
+            events.append(
+                LiquidationStarted(
+                    ts=now,
+                    stream=ACCOUNTS_STREAM,
+                    seq=self._accounts_seq,
+                    account=account.id,
+                    equity=equity,
+                    maintenance_margin=mm,
+                    orders_cancelled=len(orders),
+                )
+            )
+        for _ in range(4 * len(self.markets) + 8):
+            equity, mm, contributions = self._margin_state(account)
+            if not contributions:
+                break
+            cfg = self._lead_config(contributions)
+            if state.steps and mm * RATE_SCALE <= cfg.target_ratio * equity:
+                break
+            mode = self._liquidation_step(account, contributions, events, now)
+            state.steps += 1
+            equity, mm, contributions = self._margin_state(account)
+            if not contributions or mm * RATE_SCALE <= cfg.target_ratio * equity:
+                break
+            deep = equity * RATE_SCALE < cfg.backstop_ratio * mm
+            if mode is LiquidationMode.INCREMENTAL and not deep:
+                state.next_step_ts = now + cfg.cooldown_ms
+                return
+        equity, mm, contributions = self._margin_state(account)
+        if not contributions or mm * RATE_SCALE <= self._lead_config(contributions).target_ratio * (
+            equity
+        ):
+            self._finish_liquidation(account, events, now)
+
+    def _liquidation_step(
+        self,
+        account: Account,
+        contributions: list[tuple[int, str]],
+        events: list[Event],
+        now: int,
+    ) -> LiquidationMode:
+        """Close (part of) the position with the largest maintenance margin. Order of venues:
+        auction (auction mode), then the book down to the bankruptcy price, then the insurance
+        fund takes the rest at the bankruptcy price, or ADL if the fund cannot afford it."""
+        equity, mm, _ = self._margin_state(account)
+        symbol = max(contributions, key=lambda c: c[0])[1]
+        market = self.markets[symbol]
+        cfg = market.instrument.mechanics.liquidation
+        pos = account.positions[symbol]
+        size, mark, factor = pos.size, market.mark, market.factor
+        held = abs(size)
+        close_side = -1 if size > 0 else 1
+        deep = equity * RATE_SCALE < cfg.backstop_ratio * mm
+        if deep:
+            qty = held
+        elif cfg.mode is LiquidationMode.INCREMENTAL and held * mark * factor > (
+            cfg.min_step_notional
+        ):
+            qty = min(steps_for(size, cfg.step_rate), self._lots_to_restore(account, market, cfg))
+        else:
+            qty = held
+        bankruptcy = bankruptcy_price(size, mark, equity, factor)
+        auction_qty = book_qty = takeover_qty = adl_qty = fee = 0
+        if not deep:
+            if cfg.mode is LiquidationMode.AUCTION:
+                auction_qty = self._auction(account, market, qty, bankruptcy, events, now)
+            remaining = qty - auction_qty
+            if remaining:
+                book_qty, notional = self._liquidation_order(
+                    account, market, close_side, remaining, bankruptcy, events, now
+                )
+                after, _, _ = self._margin_state(account)
+                fee = min(mul_rate_ceil(notional, cfg.fee_rate), max(0, after))
+                if fee:
+                    account.collateral -= fee
+                    self.accounts[market.insurance].collateral += fee
+        rest = qty - auction_qty - book_qty
+        if rest and pos.size:
+            rest = min(rest, abs(pos.size))
+            equity_now, _, _ = self._margin_state(account)
+            price = bankruptcy_price(pos.size, mark, equity_now, factor)
+            fund = self.accounts[market.insurance]
+            fund_equity, _, _ = self._margin_state(fund)
+            fund_pnl_at_mark = (1 if pos.size > 0 else -1) * (mark - price) * rest * factor
+            if fund_equity + fund_pnl_at_mark >= 0:
+                takeover_qty = rest
+                self._transfer(market, account, fund, rest, price, "takeover", events, now)
+                if fund_pnl_at_mark < 0:
+                    self._market_event_fund_used(market, fund, -fund_pnl_at_mark, events, now)
+            else:
+                adl_qty = self._adl(market, account, rest, price, events, now)
+        market.seq += 1
+        events.append(
+            LiquidationFill(
+                ts=now,
+                stream=symbol,
+                seq=market.seq,
+                account=account.id,
+                mode=cfg.mode.value if not deep else "BACKSTOP",
+                side=close_side,
+                qty=auction_qty + book_qty + takeover_qty + adl_qty,
+                book_qty=book_qty,
+                auction_qty=auction_qty,
+                takeover_qty=takeover_qty,
+                adl_qty=adl_qty,
+                mark=mark,
+                bankruptcy_price=bankruptcy,
+                fee=fee,
+                equity=equity,
+                maintenance_margin=mm,
+            )
+        )
+        return cfg.mode
+
+    def _lots_to_restore(self, account: Account, market: Market, cfg: Any) -> int:
+        """Fewest lots of this position to close at the mark (paying the liquidation fee) for
+        MM / equity to fall to the target; the whole position if even that is not enough."""
+        equity, mm, _ = self._margin_state(account)
+        pos = account.positions[market.symbol]
+        held, mark, factor = abs(pos.size), market.mark, market.factor
+        brackets = market.instrument.brackets
+        position_mm = maintenance_margin(brackets, held * mark * factor)
+
+        def healthy(lots: int) -> bool:
+            fee = mul_rate_ceil(lots * mark * factor, cfg.fee_rate)
+            mm_after = (
+                mm - position_mm + maintenance_margin(brackets, (held - lots) * mark * factor)
+            )
+            return bool(mm_after * RATE_SCALE <= cfg.target_ratio * (equity - fee))
+
+        low, high = 1, held
+        if not healthy(high):
+            return held
+        while low < high:
+            middle = (low + high) // 2
+            if healthy(middle):
+                high = middle
+            else:
+                low = middle + 1
+        return low
+
+    def _liquidation_order(
+        self,
+        account: Account,
+        market: Market,
+        side: int,
+        qty: int,
+        limit: int,
+        events: list[Event],
+        now: int,
+    ) -> tuple[int, int]:
+        """An IOC reduce-only order for the account into the book, never beyond ``limit``.
+        Returns (filled lots, filled notional in money units)."""
+        order_id = self._next_order_id
+        self._next_order_id = order_id + 1
+        order = Order(
+            order_id,
+            account.id,
+            market.symbol,
+            side,
+            limit,
+            qty,
+            OrderType.LIQUIDATION,
+            TimeInForce.IOC,
+            True,
+            None,
+            SelfTradePrevention.CANCEL_MAKER,
+            now,
+        )
+        market.seq += 1
+        events.append(
+            OrderAccepted(
+                ts=now,
+                stream=market.symbol,
+                seq=market.seq,
+                order_id=order_id,
+                client_id=None,
+                account=account.id,
+                side=side,
+                order_type=OrderType.LIQUIDATION,
+                tif=TimeInForce.IOC,
+                price=limit,
+                qty=qty,
+                reduce_only=True,
+            )
+        )
+        first = len(events)
+        book_side = market.book.asks if side > 0 else market.book.bids
+        pos = account.positions[market.symbol]
+        self._execute(market, account, pos, order, book_side, events, now)
+        notional = sum(
+            e.price * e.qty * market.factor
+            for e in events[first:]
+            if isinstance(e, Trade) and e.taker_order_id == order_id
+        )
+        return order.filled, notional
+
+    def _auction(
+        self,
+        account: Account,
+        market: Market,
+        qty: int,
+        bankruptcy: int,
+        events: list[Event],
+        now: int,
+    ) -> int:
+        """Descending-price auction to the market's registered backstops: price steps from the
+        mark toward the bankruptcy price; at each step every backstop whose discount is met
+        takes what it can afford (registration order). Returns the lots sold."""
+        cfg = market.instrument.mechanics.liquidation
+        pos = account.positions[market.symbol]
+        mark, factor = market.mark, market.factor
+        long_position = pos.size > 0
+        taken: dict[str, int] = {}
+        left = qty
+        for step in range(cfg.auction_steps + 1):
+            price = mark + (bankruptcy - mark) * step // cfg.auction_steps
+            for backstop_id, (max_qty, discount) in market.backstops.items():
+                if not left or not pos.size:
+                    break
+                if backstop_id == account.id:
+                    continue
+                if long_position:  # the backstop buys: needs price <= mark * (1 - discount)
+                    acceptable = price * RATE_SCALE <= mark * (RATE_SCALE - discount)
+                else:
+                    acceptable = price * RATE_SCALE >= mark * (RATE_SCALE + discount)
+                capacity = max_qty - taken.get(backstop_id, 0)
+                if not acceptable or capacity <= 0:
+                    continue
+                backstop = self.accounts[backstop_id]
+                slot = self._position(backstop, market)
+                margin_per_lot = ceil_div(mark * factor, slot.leverage)
+                affordable = max(0, self._available(backstop)) // margin_per_lot
+                lots = min(left, capacity, affordable, abs(pos.size))
+                if lots <= 0:
+                    continue
+                self._transfer(market, account, backstop, lots, price, "auction", events, now)
+                taken[backstop_id] = taken.get(backstop_id, 0) + lots
+                left -= lots
+        return qty - left
+
+    def _transfer(
+        self,
+        market: Market,
+        source: Account,
+        target: Account,
+        qty: int,
+        price: int,
+        reason: str,
+        events: list[Event],
+        now: int,
+    ) -> None:
+        """Move ``qty`` lots of ``source``'s position to ``target`` at ``price``, off the book
+        and without fees: ``source`` closes, ``target`` trades the same direction."""
+        symbol = market.symbol
+        source_pos = source.positions[symbol]
+        side = 1 if source_pos.size > 0 else -1
+        target_pos = target.positions.get(symbol)
+        if target_pos is None:
+            target_pos = self._position(target, market)
+            target.positions[symbol] = target_pos
+        source.collateral += _apply_fill(source_pos, -side, price, qty, market.factor)
+        target.collateral += _apply_fill(target_pos, side, price, qty, market.factor)
+        for account, pos in ((source, source_pos), (target, target_pos)):
+            self._set_reserve(account, pos, market.factor)
+            if pos.reduce_only_orders:
+                self._sync_reduce_only(market, account, pos, events, now)
+            self._dirty[account.id] = None
+        market.seq += 1
+        events.append(
+            PositionTransferred(
+                ts=now,
+                stream=symbol,
+                seq=market.seq,
+                from_account=source.id,
+                to_account=target.id,
+                side=side,
+                qty=qty,
+                price=price,
+                reason=reason,
+            )
+        )
+
+    def _adl(
+        self,
+        market: Market,
+        bankrupt: Account,
+        qty: int,
+        price: int,
+        events: list[Event],
+        now: int,
+    ) -> int:
+        """Close ``qty`` lots of ``bankrupt``'s position against opposing positions, highest
+        ADL score first (ties: account id), at ``price``. Returns the lots closed."""
+        symbol = market.symbol
+        bankrupt_side = 1 if bankrupt.positions[symbol].size > 0 else -1
+        ranked = []
+        for acc in self.accounts.values():
+            pos = acc.positions.get(symbol)
+            if (
+                acc.id == bankrupt.id
+                or acc.id in self.insurance_funds
+                or pos is None
+                or pos.size * bankrupt_side >= 0
+            ):
+                continue
+            equity, _, _ = self._margin_state(acc)
+            value = pos.size * market.mark * market.factor
+            score = adl_score(value - pos.cost, pos.cost, abs(value), equity)
+            ranked.append((-score, acc.id))
+        ranked.sort()
+        left = qty
+        for _, account_id in ranked:
+            if not left:
+                break
+            counterparty = self.accounts[account_id]
+            lots = min(left, abs(counterparty.positions[symbol].size))
+            self._transfer(market, bankrupt, counterparty, lots, price, "adl", events, now)
+            left -= lots
+        return qty - left
+
+    def _check_insurance_fund(self, fund: Account, events: list[Event], now: int) -> None:
+        """A fund whose equity fell below zero closes its positions by ADL at its bankruptcy
+        price; otherwise it is re-indexed (its trigger is zero equity)."""
+        equity, _, contributions = self._margin_state(fund)
+        if contributions and equity < 0:
+            for _, symbol in sorted(contributions, reverse=True):
+                market = self.markets[symbol]
+                pos = fund.positions[symbol]
+                if not pos.size:
+                    continue
+                equity, _, _ = self._margin_state(fund)
+                price = bankruptcy_price(pos.size, market.mark, equity, market.factor)
+                self._adl(market, fund, abs(pos.size), price, events, now)
+            equity, _, contributions = self._margin_state(fund)
+        self._dirty.pop(fund.id, None)
+        self._reindex_fund(fund, equity, contributions)
+
+    def _reindex_fund(
+        self, fund: Account, equity: int, contributions: list[tuple[int, str]]
+    ) -> None:
+        if not contributions:
+            return
+        buffer = RATE_SCALE * equity - RATE_SCALE * len(contributions) - 1
+        weights = []
+        for _, symbol in contributions:
+            market = self.markets[symbol]
+            size = fund.positions[symbol].size
+            weights.append((market, size, abs(size) * market.factor * RATE_SCALE))
+        total = sum(slope * market.mark for market, _, slope in weights)
+        self._risk_version += 1
+        for market, size, _ in weights:
+            distance = safe_distance(buffer, total, market.mark)
+            trigger = market.mark - distance if size > 0 else market.mark + distance
+            market.risk.set(fund.id, size, trigger, self._risk_version)
+
+    def _market_event_fund_used(
+        self, market: Market, fund: Account, amount: int, events: list[Event], now: int
+    ) -> None:
+        market.seq += 1
+        events.append(
+            InsuranceFundUsed(
+                ts=now,
+                stream=market.symbol,
+                seq=market.seq,
+                account=fund.id,
+                amount=amount,
+                balance=fund.collateral,
+                reason="takeover",
+            )
+        )
+
+    def _finish_liquidation(self, account: Account, events: list[Event], now: int) -> None:
+        """End the liquidation; an account left with no position and negative collateral is
+        made whole by the insurance fund of the market it last held."""
+        self._liquidating.pop(account.id, None)
+        equity, mm, contributions = self._margin_state(account)
+        if not contributions and account.collateral < 0:
+            symbol = next(iter(account.positions), next(iter(self.markets)))
+            fund = self.accounts[self.markets[symbol].insurance]
+            deficit = -account.collateral
+            fund.collateral -= deficit
+            account.collateral = 0
+            equity = 0
+            self._accounts_seq += 1
+            events.append(
+                InsuranceFundUsed(
+                    ts=now,
+                    stream=ACCOUNTS_STREAM,
+                    seq=self._accounts_seq,
+                    account=fund.id,
+                    amount=deficit,
+                    balance=fund.collateral,
+                    reason=f"deficit of {account.id}",
+                )
+            )
+        self._accounts_seq += 1
+        events.append(
+            LiquidationFinished(
+                ts=now,
+                stream=ACCOUNTS_STREAM,
+                seq=self._accounts_seq,
+                account=account.id,
+                equity=equity,
+                maintenance_margin=mm,
+            )
+        )
+
+    def _unwind_insurance(self, market: Market, now: int, events: list[Event]) -> None:
+        """The insurance fund sells what it took over back into the book (reduce-only market
+        orders within the protection band), at most once per mark interval."""
+        fund = self.accounts[market.insurance]
+        pos = fund.positions.get(market.symbol)
+        if pos is None or not pos.size or now < market.next_unwind_ts:
+            return
+        market.next_unwind_ts = now + market.instrument.mechanics.mark_interval_ms
+        qty = min(abs(pos.size), market.instrument.market_max_qty)
+        side = Side.SELL if pos.size > 0 else Side.BUY
+        try:
+            events.extend(
+                self._place(
+                    PlaceOrder(
+                        fund.id,
+                        market.symbol,
+                        side,
+                        qty,
+                        order_type=OrderType.MARKET,
+                        reduce_only=True,
+                    )
+                )
+            )
+        except EngineError:
+            return
+        if self._dirty:
+            self._evaluate_dirty(events)
+
+    def _register_backstop(self, cmd: RegisterBackstop) -> list[Event]:
+        market = self._market(cmd.market)
+        account = self._account(cmd.account)
+        if (
+            not _is_int(cmd.max_qty)
+            or not _is_int(cmd.discount)
+            or cmd.max_qty < 0
+            or not 0 <= cmd.discount < RATE_SCALE
+            or account.id in self.insurance_funds
+        ):
+            raise EngineError(
+                RejectCode.INVALID_BACKSTOP,
+                "a backstop needs max_qty >= 0 lots and 0 <= discount < 100%",
+            )
+        if cmd.max_qty:
+            market.backstops[account.id] = (cmd.max_qty, cmd.discount)
+        else:
+            market.backstops.pop(account.id, None)
+        market.seq += 1
+        return [
+            BackstopRegistered(
+                ts=self.clock.now_ms(),
+                stream=market.symbol,
+                seq=market.seq,
+                account=account.id,
+                max_qty=cmd.max_qty,
+                discount=cmd.discount,
             )
         ]
 
@@ -1032,11 +1930,13 @@ class Exchange:
                         size=pos.size,
                         cost=pos.cost,
                         leverage=pos.leverage,
+                        mark=market.mark,
                         unrealized_pnl=upnl,
                         realized_pnl=pos.realized_pnl,
                         initial_margin=im,
                         maintenance_margin=mm,
                         order_margin=pos.reserve,
+                        liquidation_price=self.liquidation_price(account.id, symbol),
                     )
                 )
         equity = account.collateral + upnl_total
@@ -1049,7 +1949,47 @@ class Exchange:
             order_margin=account.reserve,
             available=equity - position_margin - account.reserve,
             maintenance_margin=mm_total,
+            margin_ratio=margin_ratio(mm_total, equity),
+            in_liquidation=account.id in self._liquidating,
             positions=tuple(views),
+        )
+
+    def liquidation_price(self, account_id: str, symbol: str) -> int | None:
+        """The mark (ticks) of ``symbol`` at which the account becomes liquidatable
+        (equity <= maintenance margin) with every other mark unchanged: for a long the highest
+        such price, for a short the lowest. None without a position, or if no price can."""
+        account = self._account(account_id)
+        market = self._market(symbol)
+        pos = account.positions.get(symbol)
+        if pos is None or not pos.size:
+            return None
+        brackets, factor = market.instrument.brackets, market.factor
+        equity, mm, _ = self._margin_state(account)
+        value = pos.size * market.mark * factor
+        return liquidation_price(
+            pos.size,
+            pos.cost,
+            factor,
+            brackets,
+            equity - (value - pos.cost),
+            mm - maintenance_margin(brackets, abs(value)),
+            market.mark,
+        )
+
+    def prices(self, symbol: str) -> MarketPrices:
+        """Last, index and mark price, the predicted and last funding rate, the next funding
+        time and the insurance fund's balance."""
+        market = self._market(symbol)
+        return MarketPrices(
+            market=symbol,
+            last=market.last,
+            index=market.index,
+            mark=market.mark,
+            index_degraded=market.index_degraded,
+            predicted_funding_rate=market.funding.predicted_rate(),
+            last_funding_rate=market.funding.last_rate,
+            next_funding_ts=market.next_funding_ts,
+            insurance_fund=self.accounts[market.insurance].collateral,
         )
 
     def book_snapshot(self, symbol: str, depth: int = 20) -> BookSnapshot:

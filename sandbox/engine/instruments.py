@@ -22,6 +22,8 @@ from perpbot.risk.margin import (
 )
 
 from .codes import EngineError, RejectCode
+from .funding import FundingConfig
+from .mechanics import MarketMechanics
 
 DecimalLike = Decimal | str | int
 
@@ -70,6 +72,7 @@ class Instrument:
     brackets: tuple[Bracket, ...]
     initial_price: int
     default_leverage: int
+    mechanics: MarketMechanics = field(default_factory=MarketMechanics)
     notional_factor: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -100,8 +103,13 @@ class Instrument:
         taker_fee: DecimalLike = "0.0005",
         brackets: Sequence[tuple[DecimalLike, int, DecimalLike]] = DEFAULT_BRACKET_ROWS,
         default_leverage: int = 20,
+        mechanics: MarketMechanics | None = None,
     ) -> Instrument:
-        """Build an instrument from human decimals (``"0.1"``), validating exactness."""
+        """Build an instrument from human decimals (``"0.1"``), validating exactness.
+
+        Without ``mechanics`` the defaults apply, with the funding cap set to 0.75 x the first
+        bracket's maintenance rate (0.30% for BTC).
+        """
         tick, lot = Decimal(tick_size), Decimal(lot_size)
         if tick <= 0 or lot <= 0:
             raise ValueError(f"{symbol}: tick and lot sizes must be positive")
@@ -118,6 +126,10 @@ class Instrument:
         rows = [
             (money_from_decimal(cap), lev, rate_from_decimal(mmr)) for cap, lev, mmr in brackets
         ]
+        built = build_brackets(rows)
+        if mechanics is None:
+            cap = built[0].mmr * 3 // 4
+            mechanics = MarketMechanics(funding=FundingConfig(cap=cap))
         return cls(
             symbol=symbol,
             tick_size=tick,
@@ -130,9 +142,10 @@ class Instrument:
             market_band=rate_from_decimal(market_band),
             maker_fee=rate_from_decimal(maker_fee),
             taker_fee=rate_from_decimal(taker_fee),
-            brackets=build_brackets(rows),
+            brackets=built,
             initial_price=int(price),
             default_leverage=default_leverage,
+            mechanics=mechanics,
         )
 
     # -- boundary conversions -------------------------------------------------------------

@@ -49,6 +49,7 @@ ONE_BTC = 1_000  # lots
 USDT = MONEY_SCALE  # money units per USDT
 FUNDING_USDT = 1_000_000  # what each fixture account starts with
 ACCOUNTS = ("alice", "bob", "carol")
+INSURANCE_SEED = 100_000_000_000_000  # LiquidationConfig.insurance_seed default: 1,000,000 USDT
 
 
 def usdt(amount: int) -> int:
@@ -280,7 +281,27 @@ def cash_total(ex: Exchange) -> int:
 
 
 def assert_cash_conserved(ex: Exchange) -> None:
+    """Conservation over *all* accounts, the insurance funds included."""
     assert cash_total(ex) == ex.total_deposits - ex.total_withdrawals
+
+
+def insurance_fund(symbol: str = BTC) -> str:
+    """The account id of a market's insurance fund."""
+    return f"insurance:{symbol}"
+
+
+def insurance_seeds(ex: Exchange) -> int:
+    """What the exchange put into the insurance funds at start (counted in total_deposits)."""
+    return sum(m.instrument.mechanics.liquidation.insurance_seed for m in ex.markets.values())
+
+
+def user_cash_total(ex: Exchange) -> int:
+    """``cash_total`` without the insurance funds: users' collateral - cost, plus fees."""
+    total = ex.fees_collected
+    for account_id, account in ex.accounts.items():
+        if account_id not in ex.insurance_funds:
+            total += account.collateral - sum(p.cost for p in account.positions.values())
+    return total
 
 
 def position(ex: Exchange, account: str, market: str = BTC) -> PositionView | None:

@@ -36,12 +36,15 @@ from .conftest import (
     BTC_MARK,
     BUY,
     ETH,
+    INSURANCE_SEED,
     ONE_BTC,
     SELL,
     assert_cash_conserved,
     assert_rejected,
     cash_total,
     fee_instrument,
+    insurance_fund,
+    insurance_seeds,
     make_exchange,
     of_type,
     ok,
@@ -50,9 +53,11 @@ from .conftest import (
     position,
     rest,
     usdt,
+    user_cash_total,
 )
 
 START = usdt(1_000_000)  # 100_000_000_000_000
+SEEDS = 3 * INSURANCE_SEED  # BTC, ETH and SOL insurance funds, 1,000,000 USDT each
 
 
 # -- deposits and withdrawals --------------------------------------------------------------------
@@ -71,7 +76,10 @@ def test_deposit_creates_and_credits_the_account() -> None:
     assert isinstance(dep, Deposited) and (dep.seq, dep.collateral) == (2, 150_000_000_001)
     view = ex.account_view("dave")
     assert (view.collateral, view.equity, view.available) == (150_000_000_001,) * 3
-    assert ex.total_deposits == 150_000_000_001
+    # total_deposits also counts the three insurance-fund seeds (they are not Deposit events)
+    assert insurance_seeds(ex) == SEEDS
+    assert ex.total_deposits == SEEDS + 150_000_000_001
+    assert_cash_conserved(ex)
 
 
 def test_withdraw_debits_down_to_zero() -> None:
@@ -83,7 +91,8 @@ def test_withdraw_debits_down_to_zero() -> None:
     ok(ex.submit(Withdraw("dave", usdt(60))))
     assert ex.account_view("dave").collateral == 0
     assert_rejected(ex, Withdraw("dave", 1), RejectCode.WITHDRAWAL_EXCEEDS_AVAILABLE)
-    assert (ex.total_deposits, ex.total_withdrawals) == (usdt(100), usdt(100))
+    assert (ex.total_deposits - SEEDS, ex.total_withdrawals) == (usdt(100), usdt(100))
+    assert user_cash_total(ex) == 0  # dave is flat and empty; only the funds' seeds remain
     assert_cash_conserved(ex)
 
 
@@ -314,7 +323,8 @@ def test_leverage_set_before_trading_applies_to_the_first_order(ex: Exchange) ->
 
 # -- cash conservation ---------------------------------------------------------------------------
 def test_cash_is_conserved_through_a_scripted_session(ex: Exchange) -> None:
-    assert cash_total(ex) == 3 * START
+    assert user_cash_total(ex) == 3 * START
+    assert cash_total(ex) == 3 * START + SEEDS
     open_position(ex, "alice", BUY, 2 * ONE_BTC, 600_000)
     assert_cash_conserved(ex)
     rest(ex, "bob", BUY, 3 * ONE_BTC, 601_234)
@@ -327,11 +337,14 @@ def test_cash_is_conserved_through_a_scripted_session(ex: Exchange) -> None:
     rest(ex, "carol", SELL, 1_777, 615_555)
     ok(place(ex, "alice", BUY, 1_777, 615_555))  # close 1000, open 777
     assert_cash_conserved(ex)
-    # the identity, written out
+    # the identity, written out over every account (the insurance funds included)
     total = ex.fees_collected + sum(
         a.collateral - sum(p.cost for p in a.positions.values()) for a in ex.accounts.values()
     )
-    assert total == 3 * START + usdt(777) - usdt(12_345)
+    assert total == SEEDS + 3 * START + usdt(777) - usdt(12_345)
+    # nobody was liquidated and no funding settled: the funds still hold exactly their seeds,
+    # so the users' side of the identity balances on its own
+    assert user_cash_total(ex) == 3 * START + usdt(777) - usdt(12_345)
 
 
 def test_cash_is_conserved_in_a_seeded_random_session() -> None:
@@ -396,6 +409,12 @@ def test_cash_is_conserved_in_a_seeded_random_session() -> None:
 
 
 def test_fixture_starts_balanced(ex: Exchange) -> None:
-    assert ex.total_deposits == 3 * START and ex.fees_collected == 0
-    assert cash_total(ex) == 3 * START
+    assert ex.total_deposits == 3 * START + SEEDS and ex.fees_collected == 0
+    assert cash_total(ex) == 3 * START + SEEDS
+    assert user_cash_total(ex) == 3 * START
     assert ex.markets[BTC].mark == BTC_MARK
+    # one insurance fund per market, holding its seed, flat, listed in insurance_funds
+    for symbol in ex.markets:
+        fund = ex.accounts[insurance_fund(symbol)]
+        assert (fund.collateral, fund.positions) == (INSURANCE_SEED, {})
+        assert ex.insurance_funds[fund.id] == symbol

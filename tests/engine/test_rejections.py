@@ -29,11 +29,13 @@ from sandbox.engine import (
     Instrument,
     OrderType,
     PlaceOrder,
+    RegisterBackstop,
     RejectCode,
     Rejected,
     SetLeverage,
     SetMarkPrice,
     TimeInForce,
+    UpdateIndexSource,
     Withdraw,
     default_instruments,
     money_units,
@@ -48,6 +50,7 @@ from .conftest import (
     SELL,
     SOL,
     assert_rejected,
+    insurance_fund,
     make_exchange,
     minq_instrument,
     ok,
@@ -131,6 +134,23 @@ def with_post_only_bid(ex: Exchange) -> Any:
     rest(ex, "bob", SELL, ONE_BTC, BTC_MARK)
     oid = rest(ex, "alice", BUY, ONE_BTC, 599_000, tif=TimeInForce.POST_ONLY)
     return AmendOrder("alice", BTC, order_id=oid, price=BTC_MARK)
+
+
+def in_liquidation(cmd: Any) -> Setup:
+    """lia (40,000 USDT) buys 10 BTC from carol at 60000 (taker fee 300 USDT), then the mark
+    drops to 56300: equity 39,700 - 3,700 = 2,700 USDT <= MM 2,765 (0.5% of 563,000 - 50), not
+    deep (> 2/3 MM). INCREMENTAL, 563,000 USDT > 100,000: 20% (2,000 lots) is stepped; the
+    book is empty, so the fund takes it at 56,030.0 and lia stays in liquidation (equity 2,160
+    <= MM 2,202 USDT) until the 30 s cooldown has passed."""
+
+    def setup(ex: Exchange) -> Any:
+        ok(ex.submit(Deposit("lia", usdt(40_000))))
+        open_position(ex, "lia", BUY, 10 * ONE_BTC)
+        ok(ex.submit(SetMarkPrice(BTC, 563_000)))
+        assert ex.account_view("lia").in_liquidation
+        return cmd
+
+    return setup
 
 
 def plain(cmd: Any) -> Setup:
@@ -536,6 +556,95 @@ CASES: list[Any] = [
         R.AMEND_NO_CHANGE,
         id="amend-same-qty-by-client-id",
     ),
+    # ACCOUNT_IN_LIQUIDATION: anything but a reduce-only order, until LiquidationFinished
+    pytest.param(
+        in_liquidation(limit("lia", BUY, ONE_BTC, 563_000)),
+        R.ACCOUNT_IN_LIQUIDATION,
+        id="liquidating-limit-buy",
+    ),
+    pytest.param(
+        in_liquidation(limit("lia", SELL, ONE_BTC, 563_000)),  # a sell not flagged reduce-only
+        R.ACCOUNT_IN_LIQUIDATION,
+        id="liquidating-limit-sell-not-reduce-only",
+    ),
+    pytest.param(
+        in_liquidation(mkt("lia", BUY, ONE_BTC)),
+        R.ACCOUNT_IN_LIQUIDATION,
+        id="liquidating-market",
+    ),
+    pytest.param(
+        in_liquidation(limit("lia", BUY, ONE_BTC, 300_000, market=ETH)),  # any market
+        R.ACCOUNT_IN_LIQUIDATION,
+        id="liquidating-other-market",
+    ),
+    # UNKNOWN_INDEX_SOURCE (BTC's sources are spot-a, spot-b, spot-c)
+    pytest.param(
+        plain(UpdateIndexSource(BTC, "spot-z", BTC_MARK)),
+        R.UNKNOWN_INDEX_SOURCE,
+        id="index-source-unknown",
+    ),
+    pytest.param(
+        plain(UpdateIndexSource(BTC, "SPOT-A", BTC_MARK)),
+        R.UNKNOWN_INDEX_SOURCE,
+        id="index-source-case-sensitive",
+    ),
+    pytest.param(
+        plain(UpdateIndexSource(BTC, 1, BTC_MARK)),  # type: ignore[arg-type]
+        R.UNKNOWN_INDEX_SOURCE,
+        id="index-source-int",
+    ),
+    pytest.param(
+        plain(UpdateIndexSource("X", "spot-a", BTC_MARK)),
+        R.UNKNOWN_MARKET,
+        id="index-unknown-market",
+    ),
+    pytest.param(plain(UpdateIndexSource(BTC, "spot-a", 0)), R.INVALID_PRICE, id="index-price-0"),
+    pytest.param(
+        plain(UpdateIndexSource(BTC, "spot-a", 600_000.0)),  # type: ignore[arg-type]
+        R.INVALID_PRICE,
+        id="index-price-float",
+    ),
+    # INVALID_BACKSTOP
+    pytest.param(
+        plain(RegisterBackstop("alice", BTC, -1, 100_000)),
+        R.INVALID_BACKSTOP,
+        id="backstop-negative-qty",
+    ),
+    pytest.param(
+        plain(RegisterBackstop("alice", BTC, 1.5, 100_000)),  # type: ignore[arg-type]
+        R.INVALID_BACKSTOP,
+        id="backstop-float-qty",
+    ),
+    pytest.param(
+        plain(RegisterBackstop("alice", BTC, True, 100_000)),  # type: ignore[arg-type]
+        R.INVALID_BACKSTOP,
+        id="backstop-bool-qty",
+    ),
+    pytest.param(
+        plain(RegisterBackstop("alice", BTC, 1_000, -1)),
+        R.INVALID_BACKSTOP,
+        id="backstop-negative-discount",
+    ),
+    pytest.param(
+        plain(RegisterBackstop("alice", BTC, 1_000, 100_000_000)),  # 100%
+        R.INVALID_BACKSTOP,
+        id="backstop-discount-100pct",
+    ),
+    pytest.param(
+        plain(RegisterBackstop(insurance_fund(BTC), BTC, 1_000, 100_000)),
+        R.INVALID_BACKSTOP,
+        id="backstop-insurance-fund",
+    ),
+    pytest.param(
+        plain(RegisterBackstop("zed", BTC, 1_000, 100_000)),
+        R.UNKNOWN_ACCOUNT,
+        id="backstop-unknown-account",
+    ),
+    pytest.param(
+        plain(RegisterBackstop("alice", "X", 1_000, 100_000)),
+        R.UNKNOWN_MARKET,
+        id="backstop-unknown-market",
+    ),
 ]
 
 
@@ -748,6 +857,15 @@ def test_unhashable_client_id_is_rejected_not_raised(rex: Exchange, kind: str) -
     events = rex.submit(cmd)
     assert len(events) == 1 and isinstance(events[0], Rejected)
     assert events[0].code in (R.UNKNOWN_ORDER, R.INVALID_CLIENT_ORDER_ID)
+    assert snapshot(rex) == before
+
+
+@pytest.mark.parametrize("bad", [["spot-a"], {"spot-a": 1}], ids=["list", "dict"])
+def test_unhashable_index_source_is_rejected_not_raised(rex: Exchange, bad: Any) -> None:
+    before = snapshot(rex)
+    events = rex.submit(UpdateIndexSource(BTC, bad, BTC_MARK))
+    assert len(events) == 1 and isinstance(events[0], Rejected)
+    assert events[0].code is R.UNKNOWN_INDEX_SOURCE
     assert snapshot(rex) == before
 
 

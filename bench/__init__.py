@@ -1,0 +1,1 @@
+"""Benchmarks: the exchange engine against a bare order book (``make bench``)."""

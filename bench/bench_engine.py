@@ -1,0 +1,436 @@
+"""Throughput of the full exchange engine against a bare price-time order book.
+
+    .venv/bin/python bench/bench_engine.py [--ops N] [--seed S] [--markets 1|2|3]
+                                           [--repeat R] [--quick] [--profile]
+
+One seeded stream of commands is generated up front as plain tuples (~60% resting GTC limit
+orders with client ids around a slowly random-walking mid, ~30% cancels of a random open order
+by order id, ~10% marketable orders - half IOC limit, half market - sweeping levels). Resting
+orders come from maker accounts and marketable ones from taker accounts, so self-trade
+prevention never fires and both implementations do exactly the same matching work.
+
+Every measurement runs in a fresh ``spawn`` subprocess. The inputs (engine command objects,
+or the bare book's pre-bound calls) are built before the clock starts and the collector is
+frozen, so only ``submit`` / the book calls are timed. Throughput is the best of ``--repeat``
+runs. Peak memory comes from a separate, untimed pass under ``tracemalloc`` (peak traced
+allocation during the run above the pre-run baseline, i.e. book/account state plus transient
+events); that pass also checks the engine's events: no rejection, every command answered for
+the order id the generator predicted, and the traded quantity - compared with the bare book's,
+along with every market's trade count, best bid/ask, open order count and full depth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import cProfile
+import gc
+import hashlib
+import multiprocessing
+import platform
+import pstats
+import random
+import sys
+import time
+import tracemalloc
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+if __package__ in (None, ""):  # run as a script: make the repository root importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.bare_book import BareBook
+from perpbot.risk.margin import RATE_SCALE, ceil_div
+from sandbox.engine import (
+    CancelOrder,
+    Command,
+    Deposit,
+    Exchange,
+    Instrument,
+    ManualClock,
+    OrderType,
+    PlaceOrder,
+    Rejected,
+    Side,
+    TimeInForce,
+    Trade,
+    default_instruments,
+)
+
+# op kinds in the stream: (kind, market, order_id, account, side, price, qty); cancels stop
+# after account. For MARKET, ``price`` is the engine's protection limit (mark +- market band).
+ADD, CANCEL, IOC, MARKET = 0, 1, 2, 3
+KIND_NAMES = ("add", "cancel", "ioc", "market")
+
+N_MAKERS = 40
+N_TAKERS = 10
+DEPOSIT = 10**17  # 1e9 USDT per account: margin never binds
+START_MS = 1_700_000_000_000
+MAX_OPEN_PER_ACCOUNT = 200  # ExchangeConfig.max_open_orders (per account and market)
+MID_RANGE = 0.01  # the mid walks within +-1% of the initial price (the price band is 5%)
+
+Op = tuple[int, ...]
+
+
+def account_names() -> list[str]:
+    return [f"mm{i:02d}" for i in range(N_MAKERS)] + [f"tk{i:02d}" for i in range(N_TAKERS)]
+
+
+def instruments_for(markets: int) -> tuple[Instrument, ...]:
+    instruments = default_instruments()
+    if not 1 <= markets <= len(instruments):
+        raise SystemExit(f"--markets must be 1..{len(instruments)}")
+    return instruments[:markets]
+
+
+class _MarketGen:
+    """Generator-side state of one market: a bare book that tracks what is resting."""
+
+    def __init__(self, inst: Instrument) -> None:
+        self.book = BareBook()
+        self.mark = inst.initial_price
+        self.mid = inst.initial_price
+        span = int(inst.initial_price * MID_RANGE)
+        self.lo, self.hi = inst.initial_price - span, inst.initial_price + span
+        band = inst.market_band
+        self.buy_limit = self.mark * (RATE_SCALE + band) // RATE_SCALE
+        self.sell_limit = ceil_div(self.mark * (RATE_SCALE - band), RATE_SCALE)
+        # Smallest size whose notional clears min_notional anywhere inside the price band.
+        lowest = ceil_div(self.mark * (RATE_SCALE - inst.price_band), RATE_SCALE)
+        self.min_lots = max(
+            inst.min_qty, ceil_div(inst.min_notional, lowest * inst.notional_factor)
+        )
+        self.open_ids: list[int] = []  # may hold filled ids; pruned lazily
+        self.maker_open: list[set[int]] = [set() for _ in range(N_MAKERS)]
+        self.owner: dict[int, int] = {}
+
+    def maker_with_room(self, rng: random.Random) -> int:
+        while True:
+            maker = rng.randrange(N_MAKERS)
+            ids = self.maker_open[maker]
+            if len(ids) >= MAX_OPEN_PER_ACCOUNT:  # drop the ones that filled, then recheck
+                orders = self.book.orders
+                ids.intersection_update(orders)
+            if len(ids) < MAX_OPEN_PER_ACCOUNT:
+                return maker
+
+    def pick_open(self, rng: random.Random) -> int | None:
+        """Remove and return a random resting order id (None if nothing rests)."""
+        open_ids, orders = self.open_ids, self.book.orders
+        while open_ids:
+            i = rng.randrange(len(open_ids))
+            order_id = open_ids[i]
+            open_ids[i] = open_ids[-1]
+            open_ids.pop()
+            if order_id in orders:
+                return order_id
+        return None
+
+
+def generate(ops: int, seed: int, markets: int = 1) -> list[Op]:
+    """The seeded command stream, as plain tuples (see ADD/CANCEL/IOC/MARKET).
+
+    Order ids are predicted: the engine numbers accepted orders 1, 2, ... in arrival order
+    across all markets, and no command of this stream is ever rejected (checked by the verify
+    pass), so the n-th order placed gets id n.
+    """
+    rng = random.Random(seed)
+    gens = [_MarketGen(inst) for inst in instruments_for(markets)]
+    stream: list[Op] = []
+    next_id = 1
+    for _ in range(ops):
+        m = rng.randrange(len(gens))
+        g = gens[m]
+        book = g.book
+        step = rng.random()
+        if step < 0.2:
+            g.mid = max(g.lo, g.mid - 1)
+        elif step > 0.8:
+            g.mid = min(g.hi, g.mid + 1)
+        u = rng.random()
+        if 0.6 <= u < 0.9:
+            order_id = g.pick_open(rng)
+            if order_id is not None:
+                maker = g.owner.pop(order_id)
+                g.maker_open[maker].discard(order_id)
+                book.cancel(order_id)
+                stream.append((CANCEL, m, order_id, maker))
+                continue
+            u = 0.0  # nothing to cancel: add instead
+        order_id = next_id
+        next_id += 1
+        side = 1 if rng.random() < 0.5 else -1
+        if u < 0.6:
+            offset = 1 + min(int(rng.expovariate(0.1)), 200)
+            if side > 0:
+                price = g.mid - offset
+                best_ask = book.best_ask()
+                if best_ask is not None and price >= best_ask:
+                    price = best_ask - 1
+            else:
+                price = g.mid + offset
+                best_bid = book.best_bid()
+                if best_bid is not None and price <= best_bid:
+                    price = best_bid + 1
+            qty = g.min_lots * rng.randint(1, 40)
+            maker = g.maker_with_room(rng)
+            book.add(order_id, side, price, qty)
+            g.open_ids.append(order_id)
+            g.maker_open[maker].add(order_id)
+            g.owner[order_id] = maker
+            stream.append((ADD, m, order_id, maker, side, price, qty))
+        else:
+            taker = N_MAKERS + rng.randrange(N_TAKERS)
+            qty = g.min_lots * rng.randint(1, 120)
+            if rng.random() < 0.5:
+                best = book.best_ask() if side > 0 else book.best_bid()
+                base = g.mid + 10 * side if best is None else best
+                price = base + side * rng.randint(0, 10)
+                kind = IOC
+            else:
+                price = g.buy_limit if side > 0 else g.sell_limit
+                kind = MARKET
+            book.take(side, price, qty)
+            stream.append((kind, m, order_id, taker, side, price, qty))
+    return stream
+
+
+# -- the two implementations -------------------------------------------------------------------
+def build_engine(
+    stream: Sequence[Op], symbols: Sequence[str]
+) -> tuple[Exchange, list[Command], list[int]]:
+    """A funded exchange, the stream as engine commands, and each command's expected order id."""
+    insts = [i for i in default_instruments() if i.symbol in symbols]
+    ex = Exchange(insts, clock=ManualClock(START_MS))
+    names = account_names()
+    for name in names:
+        ex.submit(Deposit(name, DEPOSIT))
+    sides = {1: Side.BUY, -1: Side.SELL}
+    gtc, ioc = TimeInForce.GTC, TimeInForce.IOC
+    limit, market = OrderType.LIMIT, OrderType.MARKET
+    cmds: list[Command] = []
+    for op in stream:
+        kind, m, order_id, acct = op[0], op[1], op[2], op[3]
+        sym, name = symbols[m], names[acct]
+        if kind == CANCEL:
+            cmds.append(CancelOrder(name, sym, order_id=order_id))
+        elif kind == ADD:
+            cmds.append(
+                PlaceOrder(name, sym, sides[op[4]], op[6], op[5], limit, gtc, False, f"c{order_id}")
+            )
+        elif kind == IOC:
+            cmds.append(PlaceOrder(name, sym, sides[op[4]], op[6], op[5], limit, ioc))
+        else:
+            cmds.append(PlaceOrder(name, sym, sides[op[4]], op[6], None, market))
+    return ex, cmds, [op[2] for op in stream]
+
+
+def build_bare(
+    stream: Sequence[Op], n_markets: int
+) -> tuple[list[BareBook], list[tuple[Callable[..., Any], tuple[int, ...]]]]:
+    """One book per market and the stream as pre-bound calls."""
+    books = [BareBook() for _ in range(n_markets)]
+    calls: list[tuple[Callable[..., Any], tuple[int, ...]]] = []
+    for op in stream:
+        kind, book = op[0], books[op[1]]
+        if kind == CANCEL:
+            calls.append((book.cancel, (op[2],)))
+        elif kind == ADD:
+            calls.append((book.add, (op[2], op[4], op[5], op[6])))
+        else:
+            calls.append((book.take, (op[4], op[5], op[6])))
+    return books, calls
+
+
+def _digest(depth: Any) -> str:
+    return hashlib.sha256(repr(depth).encode()).hexdigest()[:12]
+
+
+def engine_state(ex: Exchange, symbols: Sequence[str]) -> list[tuple[Any, ...]]:
+    """Per market: (trades, best bid, best ask, open orders, depth digest)."""
+    out = []
+    for sym in symbols:
+        book = ex.markets[sym].book
+        snap = ex.book_snapshot(sym, depth=10**9)
+        open_orders = sum(
+            1 for a in ex.accounts.values() for o in a.open_orders.values() if o.market == sym
+        )
+        out.append(
+            (
+                ex.markets[sym].trade_id,
+                book.best_bid(),
+                book.best_ask(),
+                open_orders,
+                _digest((snap.bids, snap.asks)),
+            )
+        )
+    return out
+
+
+def bare_state(books: Sequence[BareBook]) -> list[tuple[Any, ...]]:
+    return [
+        (
+            b.trades,
+            b.best_bid(),
+            b.best_ask(),
+            len(b.orders),
+            _digest((b.bids.depth(), b.asks.depth())),
+        )
+        for b in books
+    ]
+
+
+def measure(
+    impl: str, stream: Sequence[Op], symbols: Sequence[str], *, verify: bool, trace: bool = False
+) -> dict[str, Any]:
+    """Run the stream once. Timed when ``verify`` is False; otherwise untimed with checks (and,
+    with ``trace``, the tracemalloc peak above the pre-run baseline)."""
+    result: dict[str, Any] = {"impl": impl, "ops": len(stream)}
+    if impl == "engine":
+        ex, cmds, ids = build_engine(stream, symbols)
+        submit = ex.submit
+    else:
+        books, calls = build_bare(stream, len(symbols))
+    gc.collect()
+    gc.freeze()  # the pre-built inputs are not the code under test: keep them out of GC passes
+    if not verify:
+        if impl == "engine":
+            t0 = time.perf_counter()
+            for cmd in cmds:
+                submit(cmd)
+            seconds = time.perf_counter() - t0
+        else:
+            t0 = time.perf_counter()
+            for fn, args in calls:
+                fn(*args)
+            seconds = time.perf_counter() - t0
+        result["seconds"] = seconds
+        result["ops_per_s"] = len(stream) / seconds
+    else:
+        if trace:
+            tracemalloc.start()
+            base = tracemalloc.get_traced_memory()[0]
+        if impl == "engine":
+            traded = rejected = wrong_id = 0
+            for cmd, order_id in zip(cmds, ids, strict=True):
+                events = submit(cmd)
+                first = events[0]
+                if type(first) is Rejected:
+                    rejected += 1
+                    continue
+                if getattr(first, "order_id", None) != order_id:
+                    wrong_id += 1
+                for event in events:
+                    if type(event) is Trade:
+                        traded += event.qty
+            result.update(traded_qty=traded, rejected=rejected, wrong_id=wrong_id)
+        else:
+            for fn, args in calls:
+                fn(*args)
+            result["traded_qty"] = sum(b.traded_qty for b in books)
+        if trace:
+            result["peak_bytes"] = tracemalloc.get_traced_memory()[1] - base
+            tracemalloc.stop()
+    result["state"] = engine_state(ex, symbols) if impl == "engine" else bare_state(books)
+    gc.unfreeze()
+    return result
+
+
+def _job(args: tuple[str, list[Op], tuple[str, ...], bool]) -> dict[str, Any]:
+    impl, stream, symbols, verify = args
+    return measure(impl, stream, symbols, verify=verify, trace=verify)
+
+
+def run_isolated(impl: str, stream: list[Op], symbols: tuple[str, ...], verify: bool) -> Any:
+    """One measurement in a fresh interpreter (spawn)."""
+    ctx = multiprocessing.get_context("spawn")
+    with ctx.Pool(1, maxtasksperchild=1) as pool:
+        return pool.apply(_job, ((impl, stream, symbols, verify),))
+
+
+def profile_engine(stream: Sequence[Op], symbols: Sequence[str], top: int = 25) -> None:
+    ex, cmds, _ = build_engine(stream, symbols)
+    submit = ex.submit
+    profiler = cProfile.Profile()
+    profiler.enable()
+    for cmd in cmds:
+        submit(cmd)
+    profiler.disable()
+    pstats.Stats(profiler).sort_stats("tottime").print_stats(top)
+
+
+# -- report --------------------------------------------------------------------------------------
+def _fmt_rate(x: float) -> str:
+    return f"{x:>12,.0f}"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--ops", type=int, default=500_000, help="commands in the stream")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--markets", type=int, default=1, help="1..3 (BTC, ETH, SOL)")
+    parser.add_argument("--repeat", type=int, default=3, help="timed runs per implementation")
+    parser.add_argument("--quick", action="store_true", help="20,000 ops, 1 repeat")
+    parser.add_argument("--profile", action="store_true", help="cProfile the engine instead")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.ops, args.repeat = 20_000, 1
+    symbols = tuple(i.symbol for i in instruments_for(args.markets))
+
+    t0 = time.perf_counter()
+    stream = generate(args.ops, args.seed, args.markets)
+    gen_s = time.perf_counter() - t0
+    counts = [0, 0, 0, 0]
+    for op in stream:
+        counts[op[0]] += 1
+    mix = ", ".join(f"{n:,} {KIND_NAMES[k]}" for k, n in enumerate(counts))
+    print(
+        f"engine vs bare book: {len(stream):,} ops, seed {args.seed}, {', '.join(symbols)}, "
+        f"{N_MAKERS} maker + {N_TAKERS} taker accounts, Python {platform.python_version()}"
+    )
+    print(f"stream: {mix} (generated in {gen_s:.1f}s, not timed)")
+    if args.profile:
+        profile_engine(stream, symbols)
+        return 0
+
+    runs: dict[str, list[float]] = {"bare": [], "engine": []}
+    for _ in range(args.repeat):
+        for impl in ("bare", "engine"):
+            runs[impl].append(run_isolated(impl, stream, symbols, False)["ops_per_s"])
+    checks = {impl: run_isolated(impl, stream, symbols, True) for impl in ("bare", "engine")}
+
+    best = {impl: max(rates) for impl, rates in runs.items()}
+    print()
+    print(f"{'impl':<8}{'best ops/s':>12}  {'runs (ops/s)':<36}{'peak mem':>10}")
+    for impl in ("bare", "engine"):
+        rates = " ".join(f"{r:,.0f}" for r in runs[impl])
+        mib = checks[impl]["peak_bytes"] / 2**20
+        print(f"{impl:<8}{_fmt_rate(best[impl])}  {rates:<36}{mib:>7.1f} MiB")
+    ratio = best["engine"] / best["bare"]
+    verdict = "meets" if ratio >= 0.5 else "BELOW"
+    print(f"ratio engine/bare: {ratio:.3f}x ({verdict} the 0.5x bar)")
+    print("peak mem: tracemalloc peak above the pre-run baseline, separate untimed pass")
+
+    bare, engine = checks["bare"], checks["engine"]
+    print()
+    print(f"{'check':<26}{'bare':>22}{'engine':>22}")
+    rows: list[tuple[str, Any, Any]] = [
+        ("traded qty (lots)", bare["traded_qty"], engine["traded_qty"]),
+        ("rejected commands", 0, engine["rejected"]),
+        ("unexpected order ids", 0, engine["wrong_id"]),
+    ]
+    labels = ("trades", "best bid", "best ask", "open orders", "depth sha256")
+    for sym, b_state, e_state in zip(symbols, bare["state"], engine["state"], strict=True):
+        for label, b_val, e_val in zip(labels, b_state, e_state, strict=True):
+            rows.append((f"{sym} {label}", b_val, e_val))
+    ok = True
+    for label, b_val, e_val in rows:
+        same = b_val == e_val
+        ok &= same
+        print(f"{label:<26}{b_val!s:>22}{e_val!s:>22}{'' if same else '  MISMATCH'}")
+    print("agreement: OK" if ok else "agreement: FAILED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
