@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from heapq import heapify, heappop
 from typing import Any, TypeVar
 
 from perpbot.risk.margin import (
@@ -116,6 +117,7 @@ class Market:
         "book",
         "factor",
         "funding",
+        "holders",
         "impact_notional",
         "index",
         "index_calc",
@@ -161,6 +163,7 @@ class Market:
         self.risk = RiskIndex()
         self.insurance = f"insurance:{instrument.symbol}"
         self.backstops: dict[str, tuple[int, int]] = {}  # account -> (max_qty, discount)
+        self.holders: dict[str, None] = {}  # accounts with a position here (insertion order)
 
 
 class LiquidationState:
@@ -837,6 +840,8 @@ class Exchange:
         )
         maker_pnl = _apply_fill(maker_pos, maker.side, price, qty, factor)
         taker_pnl = _apply_fill(taker_pos, taker.side, price, qty, factor)
+        self._track_holder(market, maker.account, maker_pos.size)
+        self._track_holder(market, taker.account, taker_pos.size)
         maker_account.collateral += maker_pnl - maker_fee
         taker_account.collateral += taker_pnl - taker_fee
         self.fees_collected += maker_fee + taker_fee
@@ -869,6 +874,15 @@ class Exchange:
                 taker_remaining=taker.remaining,
             )
         )
+
+    @staticmethod
+    def _track_holder(market: Market, account_id: str, size: int) -> None:
+        """Keep ``market.holders`` (and the risk index) in step with who holds a position."""
+        if size:
+            market.holders[account_id] = None
+        elif account_id in market.holders:
+            del market.holders[account_id]
+            market.risk.discard(account_id)
 
     def _finish_filled_maker(self, account: Account, pos: Position, maker: Order, now: int) -> None:
         maker.status = FILLED
@@ -1297,10 +1311,10 @@ class Exchange:
     def _settle_funding(self, market: Market, funding_ts: int, events: list[Event]) -> None:
         rate = market.funding.settle(funding_ts)
         symbol = market.symbol
-        holders = {
-            acc.id: acc.positions[symbol].size
-            for acc in self.accounts.values()
-            if symbol in acc.positions and acc.positions[symbol].size
+        accounts = self.accounts
+        holders = {  # in account-id order, so the events' order does not depend on history
+            account_id: accounts[account_id].positions[symbol].size
+            for account_id in sorted(market.holders)
         }
         payments, residue = funding_payments(holders, market.mark, rate, market.factor)
         for account_id, amount in payments.items():
@@ -1460,8 +1474,10 @@ class Exchange:
             cfg = self._lead_config(contributions)
             if state.steps and mm * RATE_SCALE <= cfg.target_ratio * equity:
                 break
-            mode = self._liquidation_step(account, contributions, events, now)
+            mode, closed = self._liquidation_step(account, contributions, events, now)
             state.steps += 1
+            if not closed:
+                break  # nothing could absorb it now; the next evaluation tries again
             equity, mm, contributions = self._margin_state(account)
             if not contributions or mm * RATE_SCALE <= cfg.target_ratio * equity:
                 break
@@ -1481,8 +1497,9 @@ class Exchange:
         contributions: list[tuple[int, str]],
         events: list[Event],
         now: int,
-    ) -> LiquidationMode:
-        """Close (part of) the position with the largest maintenance margin. Order of venues:
+    ) -> tuple[LiquidationMode, int]:
+        """Close (part of) the position with the largest maintenance margin; return the mode
+        and the lots closed. Order of venues:
         auction (auction mode), then the book down to the bankruptcy price, then the insurance
         fund takes the rest at the bankruptcy price, or ADL if the fund cannot afford it."""
         equity, mm, _ = self._margin_state(account)
@@ -1553,7 +1570,7 @@ class Exchange:
                 maintenance_margin=mm,
             )
         )
-        return cfg.mode
+        return cfg.mode, auction_qty + book_qty + takeover_qty + adl_qty
 
     def _lots_to_restore(self, account: Account, market: Market, cfg: Any) -> int:
         """Fewest lots of this position to close at the mark (paying the liquidation fee) for
@@ -1704,6 +1721,8 @@ class Exchange:
             target.positions[symbol] = target_pos
         source.collateral += _apply_fill(source_pos, -side, price, qty, market.factor)
         target.collateral += _apply_fill(target_pos, side, price, qty, market.factor)
+        self._track_holder(market, source.id, source_pos.size)
+        self._track_holder(market, target.id, target_pos.size)
         for account, pos in ((source, source_pos), (target, target_pos)):
             self._set_reserve(account, pos, market.factor)
             if pos.reduce_only_orders:
@@ -1738,28 +1757,37 @@ class Exchange:
         symbol = market.symbol
         bankrupt_side = 1 if bankrupt.positions[symbol].size > 0 else -1
         ranked = []
-        for acc in self.accounts.values():
-            pos = acc.positions.get(symbol)
+        for account_id in market.holders:
+            acc = self.accounts[account_id]
+            pos = acc.positions[symbol]
             if (
-                acc.id == bankrupt.id
-                or acc.id in self.insurance_funds
-                or pos is None
+                account_id == bankrupt.id
+                or account_id in self.insurance_funds
                 or pos.size * bankrupt_side >= 0
             ):
                 continue
             equity, _, _ = self._margin_state(acc)
             value = pos.size * market.mark * market.factor
             score = adl_score(value - pos.cost, pos.cost, abs(value), equity)
-            ranked.append((-score, acc.id))
-        ranked.sort()
+            ranked.append((-score, account_id))
+        heapify(ranked)  # pop the best few instead of sorting everyone
         left = qty
-        for _, account_id in ranked:
-            if not left:
-                break
+        while left and ranked:
+            _, account_id = heappop(ranked)
             counterparty = self.accounts[account_id]
             lots = min(left, abs(counterparty.positions[symbol].size))
             self._transfer(market, bankrupt, counterparty, lots, price, "adl", events, now)
             left -= lots
+        # Last resort: only an insurance fund holds the other side; it absorbs the rest.
+        for fund_id in self.insurance_funds:
+            fund_pos = self.accounts[fund_id].positions.get(symbol)
+            if not left or fund_id == bankrupt.id or fund_pos is None:
+                continue
+            if fund_pos.size * bankrupt_side < 0:
+                lots = min(left, abs(fund_pos.size))
+                fund = self.accounts[fund_id]
+                self._transfer(market, bankrupt, fund, lots, price, "adl", events, now)
+                left -= lots
         return qty - left
 
     def _check_insurance_fund(self, fund: Account, events: list[Event], now: int) -> None:

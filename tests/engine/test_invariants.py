@@ -1,15 +1,25 @@
 """Stateful property test: random commands across accounts and markets, invariants after each.
 
 After every step: the book is never crossed; cash (collateral - position cost) plus fees is
-conserved to the unit; positions net to zero per market; no resting quantity is zero or
-negative and the book agrees with the accounts' order aggregates and margin reserves; reduce-only
-orders never exceed the position they reduce; every stream's sequence numbers are gapless; and a
-rejected command changes no state at all.
+conserved to the unit over every account, the insurance funds included; positions net to zero
+per market; no resting quantity is zero or negative and the book agrees with the accounts' order
+aggregates and margin reserves; reduce-only orders never exceed the position they reduce; every
+stream's sequence numbers are gapless; and a rejected command changes no state at all.
+
+Liquidation invariants (the markets are configured so that liquidations happen: "dave" trades
+at 100x with little collateral, marks move in large steps, and the index moves on ``Tick``):
+no user account with a position has negative equity after a command, and no flat user account
+has negative collateral (a deep account is backstopped at once, so even one waiting for its next
+incremental step keeps equity >= 2/3 MM); every user account with a position and
+equity <= maintenance margin is being liquidated; and an incremental step that is neither deep
+nor the whole position never closes more than needed: one lot fewer would not have restored
+MM <= 80% of equity (recomputed from the LiquidationFill numbers).
 """
 
 from __future__ import annotations
 
 import random
+from collections import Counter
 from typing import Any
 
 import pytest
@@ -18,7 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from perpbot.risk.margin import MONEY_SCALE
+from perpbot.risk.margin import MONEY_SCALE, RATE_SCALE, ceil_div, maintenance_margin
 from sandbox.engine import (
     AmendOrder,
     CancelAll,
@@ -28,47 +38,96 @@ from sandbox.engine import (
     Event,
     Exchange,
     ExchangeConfig,
+    FundingConfig,
     Instrument,
+    LiquidationConfig,
+    LiquidationFill,
+    LiquidationMode,
     ManualClock,
+    MarketMechanics,
     OrderType,
     PlaceOrder,
+    PositionTransferred,
+    RegisterBackstop,
     Rejected,
     SelfTradePrevention,
     SequencedEvent,
     SetLeverage,
     SetMarkPrice,
     Side,
+    Tick,
     TimeInForce,
+    Trade,
+    UpdateIndexSource,
     Withdraw,
 )
 from sandbox.engine.accounts import order_reserve
+from sandbox.engine.liquidation import steps_for
 
-INSTRUMENTS = (
-    Instrument.create(
-        "BTC-PERP",
-        tick_size="0.1",
-        lot_size="0.001",
-        min_qty="0.001",
-        max_qty="0.08",
-        market_max_qty="0.05",
-        min_notional="5",
-        initial_price="60000",
-    ),
-    Instrument.create(
-        "ETH-PERP",
-        tick_size="0.01",
-        lot_size="0.01",
-        min_qty="0.01",
-        max_qty="2",
-        market_max_qty="1",
-        min_notional="5",
-        initial_price="3000",
-        maker_fee="-0.0001",  # a rebate: exercises the other rounding direction
-        taker_fee="0.0007",
-    ),
-)
+FUNDING = FundingConfig(interval_ms=600_000)  # a funding every 10 minutes: Ticks cross many
+SOURCES = ("spot-a", "spot-b", "spot-c")
+
+
+def instruments(
+    btc_mode: LiquidationMode, eth_mode: LiquidationMode, btc_mark_interval_ms: int = 1_000
+) -> tuple[Instrument, ...]:
+    """BTC: incremental steps above 1,000 USDT (so small positions step 20% at a time) with a
+    5 s cooldown, a 0.05% liquidation fee and a 300 USDT fund; ETH: a 20 USDT fund (takeovers
+    run out: ADL).
+    ``btc_mark_interval_ms`` far out makes BTC's mark move only by SetMarkPrice (after the
+    first Tick), so an account's incremental steps repeat at a steady mark until the step
+    that restores exactly enough."""
+    return (
+        Instrument.create(
+            "BTC-PERP",
+            tick_size="0.1",
+            lot_size="0.001",
+            min_qty="0.001",
+            max_qty="0.08",
+            market_max_qty="0.05",
+            min_notional="5",
+            initial_price="60000",
+            mechanics=MarketMechanics(
+                liquidation=LiquidationConfig(
+                    mode=btc_mode,
+                    min_step_notional=1_000 * MONEY_SCALE,
+                    cooldown_ms=5_000,
+                    fee_rate=50_000,  # 0.05%: steps improve MM/equity enough to end restore-bound
+                    insurance_seed=300 * MONEY_SCALE,
+                ),
+                funding=FUNDING,
+                mark_interval_ms=btc_mark_interval_ms,
+            ),
+        ),
+        Instrument.create(
+            "ETH-PERP",
+            tick_size="0.01",
+            lot_size="0.01",
+            min_qty="0.01",
+            max_qty="2",
+            market_max_qty="1",
+            min_notional="5",
+            initial_price="3000",
+            maker_fee="-0.0001",  # a rebate: exercises the other rounding direction
+            taker_fee="0.0007",
+            mechanics=MarketMechanics(
+                liquidation=LiquidationConfig(
+                    mode=eth_mode,
+                    min_step_notional=1_000 * MONEY_SCALE,
+                    auction_steps=3,
+                    insurance_seed=20 * MONEY_SCALE,
+                ),
+                funding=FUNDING,
+            ),
+        ),
+    )
+
+
+INSTRUMENTS = instruments(LiquidationMode.INCREMENTAL, LiquidationMode.AUCTION)
 MARKETS = tuple(i.symbol for i in INSTRUMENTS)
-ACCOUNTS = ("alice", "bob", "carol")
+ACCOUNTS = ("alice", "bob", "carol", "dave")
+DEPOSITS = {"alice": 3_000, "bob": 3_000, "carol": 1_500, "dave": 150}  # USDT
+LEVERAGE = {"carol": 50, "dave": 100}  # the others trade at the default 20x
 CLIENT_IDS = (None, None, None, "c0", "c1", "c2", "c3")
 KINDS = (
     (OrderType.LIMIT, TimeInForce.GTC),
@@ -121,6 +180,10 @@ def snapshot(ex: Exchange) -> Any:
             m.mark,
             m.last,
             m.trade_id,
+            m.index,
+            dict(m.backstops),
+            dict(m.index_calc._quotes),
+            m.funding.sample_count,
             [
                 (lv.price, lv.qty, [o.id for o in lv.orders if o.live])
                 for lv in m.book.bids.sorted_levels()
@@ -140,40 +203,99 @@ def snapshot(ex: Exchange) -> Any:
         ex.total_withdrawals,
         ex._next_order_id,
         ex._accounts_seq,
+        sorted(ex._liquidating),
+        sorted(ex._called),
     )
 
 
+def _restores(ex: Exchange, fill: LiquidationFill, held: int, lots: int) -> bool:
+    """Would closing ``lots`` of the ``held`` lots at the step's mark, paying the liquidation
+    fee, have brought MM down to the target share of equity? From the event's numbers only:
+    equity and MM before the step, the mark, and the market's brackets and rates."""
+    market = ex.markets[fill.stream]
+    cfg = market.instrument.mechanics.liquidation
+    brackets, mark, factor = market.instrument.brackets, fill.mark, market.factor
+    fee = ceil_div(lots * mark * factor * cfg.fee_rate, RATE_SCALE)
+    mm_after = (
+        fill.maintenance_margin
+        - maintenance_margin(brackets, held * mark * factor)
+        + maintenance_margin(brackets, (held - lots) * mark * factor)
+    )
+    return mm_after * RATE_SCALE <= cfg.target_ratio * (fill.equity - fee)
+
+
 class ExchangeMachine(RuleBasedStateMachine):
-    def __init__(self) -> None:
+    def __init__(self, markets: tuple[Instrument, ...] = INSTRUMENTS) -> None:
         super().__init__()
         self.clock = ManualClock(1_700_000_000_000)
         self.ex = Exchange(
-            INSTRUMENTS,
+            markets,
             clock=self.clock,
             config=ExchangeConfig(recent_orders=4, recent_order_ttl_ms=60_000, max_open_orders=6),
         )
         self.last_seq: dict[str, int] = {}
-        for account in ACCOUNTS:
-            self.submit(Deposit(account, 3_000 * MONEY_SCALE))
+        self.stats: Counter[str] = Counter()
+        for account, amount in DEPOSITS.items():
+            self.submit(Deposit(account, amount * MONEY_SCALE))
+        for account, leverage in LEVERAGE.items():
+            for market in MARKETS:
+                self.submit(SetLeverage(account, market, leverage))
 
     def submit(self, command: Command) -> list[Event]:
         before = snapshot(self.ex)
         events = self.ex.submit(command)
         if len(events) == 1 and isinstance(events[0], Rejected):
             _note(f"rejected {events[0].code}")
+            self.stats[f"rejected {events[0].code}"] += 1
             assert snapshot(self.ex) == before, f"rejected {command} changed state"
             return events
         for event in events:
             assert isinstance(event, SequencedEvent), event
             _note(type(event).__name__)
+            self.stats[type(event).__name__] += 1
             assert event.seq == self.last_seq.get(event.stream, 0) + 1, "sequence gap"
             self.last_seq[event.stream] = event.seq
+        self._check_incremental_steps(events)
         return events
+
+    def _check_incremental_steps(self, events: list[Event]) -> None:
+        """An INCREMENTAL step that is neither deep nor the whole position closes
+        min(ceil(20%), fewest lots restoring MM <= target * equity), so one lot fewer never
+        restores it. The position before the step is the position after the command plus what
+        the step closed, provided nothing else moved it later in the command."""
+        for i, fill in enumerate(events):
+            if not isinstance(fill, LiquidationFill) or fill.mode != "INCREMENTAL":
+                continue
+            symbol = fill.stream
+            later = events[i + 1 :]
+            if any(
+                (isinstance(e, Trade) and fill.account in (e.maker_account, e.taker_account))
+                or (
+                    isinstance(e, PositionTransferred)
+                    and fill.account in (e.from_account, e.to_account)
+                )
+                for e in later
+                if getattr(e, "stream", None) == symbol
+            ):
+                continue
+            pos = self.ex.accounts[fill.account].positions[symbol]
+            held = abs(pos.size - fill.side * fill.qty)
+            if fill.qty >= held:
+                self.stats["incremental whole"] += 1
+                continue
+            self.stats["incremental partial"] += 1
+            cfg = self.ex.markets[symbol].instrument.mechanics.liquidation
+            cap = steps_for(held, cfg.step_rate)
+            assert fill.qty <= cap, (fill, held, cap)
+            assert not _restores(self.ex, fill, held, fill.qty - 1), ("more than needed", fill)
+            if fill.qty < cap and fill.adl_qty == 0:
+                self.stats["incremental restore-bound"] += 1
+                assert _restores(self.ex, fill, held, fill.qty), ("not enough", fill, held)
 
     @initialize(spread=st.integers(1, 5))
     def seed_books(self, spread: int) -> None:
         """Start from books with depth on both sides so that most runs trade."""
-        for i, account in enumerate(ACCOUNTS):
+        for i, account in enumerate(ACCOUNTS[:3]):
             for market in MARKETS:
                 mark = self.ex.markets[market].mark
                 for level in range(1, 3):
@@ -296,6 +418,63 @@ class ExchangeMachine(RuleBasedStateMachine):
     def move_mark(self, market: str, offset: int) -> None:
         self.submit(SetMarkPrice(market, self.ex.markets[market].mark + offset))
 
+    def _around(self, market: str, permille: int) -> int:
+        """``permille`` away from the market's initial price: prices wander but stay anchored
+        (relative steps from the current mark would make a diverging random walk)."""
+        initial = self.ex.markets[market].instrument.initial_price
+        return initial + initial * permille // 1_000
+
+    @rule(market=st.sampled_from(MARKETS), permille=st.integers(-120, 120))
+    def jump_mark(self, market: str, permille: int) -> None:
+        """An operator mark up to +-12% from the initial price: large, sudden moves that
+        liquidate, deep or not."""
+        self.submit(SetMarkPrice(market, self._around(market, permille)))
+
+    @rule(
+        account=st.sampled_from(ACCOUNTS),
+        market=st.sampled_from(MARKETS),
+        beyond=st.sampled_from((-200, -20, -1, 0, 1, 3, 30, 300)),
+    )
+    def mark_to_liquidation_price(self, account: str, market: str, beyond: int) -> None:
+        """Set the mark ``beyond`` ticks past the account's liquidation price (negative: on
+        the safe side): lands in the margin-call zone or in a non-deep liquidation."""
+        price = self.ex.liquidation_price(account, market)
+        if price is None:
+            return
+        size = self.ex.accounts[account].positions[market].size
+        self.submit(SetMarkPrice(market, max(1, price - beyond if size > 0 else price + beyond)))
+
+    @rule(
+        market=st.sampled_from(MARKETS),
+        source=st.sampled_from((*SOURCES, "spot-z")),
+        permille=st.integers(-60, 60),
+    )
+    def update_index_source(self, market: str, source: str, permille: int) -> None:
+        self.submit(UpdateIndexSource(market, source, self._around(market, permille)))
+
+    @rule(
+        ms=st.sampled_from((0, 1, 999, 1_000, 5_000, 30_000, 61_000, 700_000)),
+        drift=st.integers(-60, 60),
+    )
+    def tick(self, ms: int, drift: int) -> None:
+        """Advance the clock, quote every source ``drift`` permille from the initial price,
+        and Tick: the index, then the mark (median of P1, P2, last), move; samples, fundings,
+        due incremental steps and fund unwinds run."""
+        self.clock.advance(ms)
+        for market in MARKETS:
+            for k, source in enumerate(SOURCES):
+                self.submit(UpdateIndexSource(market, source, self._around(market, drift) + k))
+        self.submit(Tick())
+
+    @rule(
+        account=st.sampled_from((*ACCOUNTS, "insurance:BTC-PERP")),
+        market=st.sampled_from(MARKETS),
+        max_qty=st.sampled_from((-1, 0, 5, 50)),
+        discount=st.sampled_from((0, 100_000, 1_000_000, RATE_SCALE)),
+    )
+    def register_backstop(self, account: str, market: str, max_qty: int, discount: int) -> None:
+        self.submit(RegisterBackstop(account, market, max_qty, discount))
+
     @rule(
         account=st.sampled_from(ACCOUNTS),
         market=st.sampled_from(MARKETS),
@@ -319,6 +498,8 @@ class ExchangeMachine(RuleBasedStateMachine):
     @rule(
         bad=st.sampled_from(
             (
+                UpdateIndexSource("BTC-PERP", "nope", 600000),
+                RegisterBackstop("alice", "BTC-PERP", 5, RATE_SCALE),
                 PlaceOrder("alice", "BTC-PERP", Side.BUY, 0, price=600000),
                 PlaceOrder("alice", "BTC-PERP", Side.BUY, 1.5, price=600000),  # type: ignore[arg-type]
                 PlaceOrder("alice", "DOGE-PERP", Side.BUY, 1, price=600000),
@@ -402,14 +583,46 @@ class ExchangeMachine(RuleBasedStateMachine):
                         assert o.remaining <= abs(pos.size)
             assert acc.reserve == reserve_total
 
+    @invariant()
+    def users_never_below_zero(self) -> None:
+        """Deep accounts are backstopped at once and P_bk rounds in the account's favour, so
+        no user account with a position has negative equity, and a flat one has no debt."""
+        for account_id, acc in self.ex.accounts.items():
+            if account_id in self.ex.insurance_funds:
+                continue
+            view = self.ex.account_view(account_id)
+            if any(p.size for p in acc.positions.values()):
+                assert view.equity >= 0, view
+            else:
+                assert acc.collateral >= 0, view
+
+    @invariant()
+    def liquidatable_accounts_are_being_liquidated(self) -> None:
+        for account_id, acc in self.ex.accounts.items():
+            if account_id in self.ex.insurance_funds:
+                continue
+            if any(p.size for p in acc.positions.values()):
+                view = self.ex.account_view(account_id)
+                if view.equity <= view.maintenance_margin:
+                    assert view.in_liquidation, view
+
 
 TestExchangeInvariants = ExchangeMachine.TestCase
 
 
-def _random_walk(seed: int, steps: int) -> None:
-    """Drive the same machine with a seeded RNG for long runs (deterministic, no shrinking)."""
+MODES: tuple[tuple[LiquidationMode, LiquidationMode, int], ...] = (
+    (LiquidationMode.INCREMENTAL, LiquidationMode.AUCTION, 1_000),
+    (LiquidationMode.MARKET, LiquidationMode.INCREMENTAL, 1_000),
+    (LiquidationMode.AUCTION, LiquidationMode.MARKET, 1_000),
+    (LiquidationMode.INCREMENTAL, LiquidationMode.MARKET, 10**12),  # BTC: operator mark only
+)
+
+
+def _random_walk(seed: int, steps: int) -> Counter[str]:
+    """Drive the same machine with a seeded RNG for long runs (deterministic, no shrinking).
+    The seed also picks the markets' liquidation modes."""
     rng = random.Random(seed)
-    machine = ExchangeMachine()
+    machine = ExchangeMachine(instruments(*MODES[seed % len(MODES)]))
     machine.seed_books(spread=rng.randint(1, 5))
     actions = [
         lambda: machine.place(
@@ -450,21 +663,50 @@ def _random_walk(seed: int, steps: int) -> None:
         lambda: machine.deposit(rng.choice(ACCOUNTS), rng.randint(1, 500)),
         lambda: machine.advance_clock(rng.randint(0, 30_000)),
         lambda: machine.cancel_all(rng.choice(ACCOUNTS), rng.choice((None, *MARKETS))),
+        lambda: machine.jump_mark(rng.choice(MARKETS), rng.randint(-120, 120)),
+        lambda: machine.update_index_source(
+            rng.choice(MARKETS), rng.choice((*SOURCES, "spot-z")), rng.randint(-60, 60)
+        ),
+        lambda: machine.tick(
+            rng.choice((0, 1, 999, 1_000, 5_000, 30_000, 61_000, 700_000)), rng.randint(-60, 60)
+        ),
+        lambda: machine.register_backstop(
+            rng.choice(ACCOUNTS),
+            rng.choice(MARKETS),
+            rng.choice((0, 5, 50)),
+            rng.choice((0, 100_000)),
+        ),
+        lambda: machine.deposit("dave", rng.randint(20, 200)),
+        lambda: machine.mark_to_liquidation_price(
+            rng.choice(ACCOUNTS), rng.choice(MARKETS), rng.choice((-200, -20, -1, 0, 1, 3, 30, 300))
+        ),
     ]
-    weights = [30, 30, 12, 8, 5, 3, 3, 3, 4, 2]
+    weights = [30, 30, 12, 8, 5, 3, 3, 6, 4, 2, 2, 2, 6, 1, 2, 3]
     for _ in range(steps):
         rng.choices(actions, weights)[0]()
         machine.book_never_crossed()
         machine.cash_is_conserved()
         machine.positions_net_to_zero()
         machine.book_matches_accounts()
+        machine.users_never_below_zero()
+        machine.liquidatable_accounts_are_being_liquidated()
     trades = sum(m.trade_id for m in machine.ex.markets.values())
-    assert trades > steps // 20, "the walk should trade a lot"
+    assert trades > steps // 30, ("the walk should trade a lot", trades, machine.stats)
+    return machine.stats
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("seed", [1, 2, 3, 4])
 def test_seeded_random_walk(seed: int) -> None:
-    _random_walk(seed, steps=3000)
+    """One seed per MODES entry (seed % 4): 1: BTC MARKET / ETH INCREMENTAL; 2: AUCTION /
+    MARKET; 3: INCREMENTAL at an operator-only mark / MARKET; 4: INCREMENTAL / AUCTION."""
+    stats = _random_walk(seed, steps=3000)
+    # the walk really exercises the liquidation machinery
+    for kind in ("LiquidationStarted", "PositionTransferred", "MarginCall", "FundingSettled"):
+        assert stats[kind] >= 2, (kind, stats)
+    if seed % len(MODES) != 2:
+        assert stats["incremental partial"] >= 2, stats
+    if seed % len(MODES) == 3:
+        assert stats["incremental restore-bound"] >= 1, stats
 
 
 @pytest.mark.slow

@@ -256,6 +256,8 @@ def test_incremental_steps_20pct_then_exactly_enough_respecting_the_cooldown() -
         220_200_000_000,
     )
     assert view.in_liquidation and size(ex, "dave") == 8_000
+    # margin ratio = ceil(220_200_000_000 * 1e8 / 230_238_000_000) = 95_640_164 (95.64%)
+    assert view.margin_ratio == 95_640_164
     assert fund(ex) == INSURANCE_SEED + 33_762_000_000
 
     # The cooldown: nothing happens 29.999 s later; bob adds 5 BTC of bids at the mark.
@@ -286,7 +288,8 @@ def test_incremental_steps_20pct_then_exactly_enough_respecting_the_cooldown() -
     # Step 3 at +60 s. P_bk = 563000 - 203_214_000_000 // 64_000_000 = 563000 - 3175 = 559825.
     # 20% = 1280; restoring: 1.7516e11 - 28.15e6 L <= 0.8 (2.03214e11 - 16.89e6 L)
     #   <=> 12_588_800_000 <= 14_638_000 L <=> L >= 860.007 -> 861 (860 lots leave
-    #   MM 1.51050e11 > 80% of 1.88689e11 = 1.50951e11). So 861 < 1280: exactly enough.
+    #   MM 150_951_000_000 > 0.8 * (203_214_000_000 - 14_525_400_000) = 150_950_880_000).
+    #   So 861 < 1280: exactly enough.
     # Fill 861 @ 563000: realized 4.84743e12 - 5.166e12 = -318_570_000_000;
     # fee 16_890_000 * 861 = 14_542_290_000.
     clock.advance(30_000)
@@ -931,3 +934,43 @@ def test_liquidation_price_accounts_for_the_other_markets(eth_mark: int) -> None
     # a fresh account jumping straight to the price is liquidated too
     ex = build()
     assert of_type(mark(ex, liq), LiquidationStarted)
+
+
+# =============================================================================================
+# The last opposing position belongs to the insurance fund: it absorbs the rest by ADL
+# =============================================================================================
+def test_bankrupt_account_whose_last_counterparty_is_the_insurance_fund_is_closed() -> None:
+    ex, _ = venue(
+        btc_perp(MARKET, insurance_seed=usdt(100)),
+        bob=700,
+        carol=1_000_000,
+        dave=150,
+        erin=100_000,
+    )
+    ok(ex.submit(SetLeverage("dave", BTC, 50)))
+    ok(ex.submit(SetLeverage("bob", BTC, 50)))
+    # dave sells 100 lots to carol at 60000 (fee 3e8): collateral 1.47e10. At mark 61400.0
+    # his equity is 1.47e10 - 1.4e10 = 7e8 < 2/3 MM (2.456e9): deep, the fund takes the short
+    # at 614000 + 7e8 // 1e6 = 614700. Fund: seed 1e10, short 100, equity 1.07e10.
+    rest(ex, "carol", BUY, 100, 600_000)
+    ok(place(ex, "dave", SELL, 100, 600_000, tif=TimeInForce.IOC))
+    events = mark(ex, 614_000)
+    assert transfers(events) == [("dave", BTC_FUND, -1, 100, 614_700, "takeover")]
+    # bob (700 USDT, 50x) bids 500 lots at the top of the band, 64470.0; carol sells him her
+    # 100, then erin 400 (maker fees 1.2894e8 + 5.1576e8): bob's collateral 6.93553e10, uPnL
+    # (614000 - 644700) * 500 * 10000 = -1.535e11: equity -8.41447e10, deep.
+    rest(ex, "bob", BUY, 500, 644_700)
+    ok(place(ex, "carol", SELL, 100, 644_700, tif=TimeInForce.IOC))
+    events = ok(place(ex, "erin", SELL, 400, 644_700, tif=TimeInForce.IOC))
+    # P_bk = 614000 + (-8.41447e10 // 5e6) = 630829; the fund cannot pay
+    # 1.07e10 - (630829 - 614000) * 500 * 10000 < 0 -> ADL: erin's 400 at 630829. The other
+    # 100 lots face only the fund's short (-100): bob is left with equity -1.68287e10.
+    assert transfers(events)[0] == ("bob", "erin", 1, 400, 630_829, "adl")
+    # expected: every lot is closed (against the fund, the only counterparty left, which
+    # absorbs the loss), bob ends flat, made whole, and out of liquidation
+    assert all(f.qty > 0 for f in of_type(events, LiquidationFill))
+    assert sum(f.qty for f in of_type(events, LiquidationFill)) == 500
+    assert size(ex, "bob") == 0 and size(ex, BTC_FUND) == 0
+    view = ex.account_view("bob")
+    assert not view.in_liquidation and view.collateral >= 0
+    assert_cash_conserved(ex)
