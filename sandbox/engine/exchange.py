@@ -308,6 +308,13 @@ class Exchange:
         """Apply ``command``; return the events it caused, or one ``Rejected``."""
         handler = self._handlers.get(type(command))
         try:
+            if getattr(command, "account", None) in self.insurance_funds and not isinstance(
+                command, Deposit
+            ):
+                raise EngineError(
+                    RejectCode.RESERVED_ACCOUNT,
+                    "insurance fund accounts are run by the exchange (deposits only)",
+                )
             if handler is None:
                 raise EngineError(
                     RejectCode.UNKNOWN_COMMAND, f"unknown command {type(command).__name__}"
@@ -1385,6 +1392,8 @@ class Exchange:
             if state is None or now >= state.next_step_ts or deep:
                 self._liquidate(account, events, now)
                 equity, mm, contributions = self._margin_state(account)
+        elif not contributions and account.collateral < 0 and state is None:
+            self._cover_deficit(account, events, now)
         elif state is not None:
             cfg = self._lead_config(contributions) if contributions else None
             if cfg is None or mm * RATE_SCALE <= cfg.target_ratio * equity:
@@ -1847,24 +1856,8 @@ class Exchange:
         self._liquidating.pop(account.id, None)
         equity, mm, contributions = self._margin_state(account)
         if not contributions and account.collateral < 0:
-            symbol = next(iter(account.positions), next(iter(self.markets)))
-            fund = self.accounts[self.markets[symbol].insurance]
-            deficit = -account.collateral
-            fund.collateral -= deficit
-            account.collateral = 0
+            self._cover_deficit(account, events, now)
             equity = 0
-            self._accounts_seq += 1
-            events.append(
-                InsuranceFundUsed(
-                    ts=now,
-                    stream=ACCOUNTS_STREAM,
-                    seq=self._accounts_seq,
-                    account=fund.id,
-                    amount=deficit,
-                    balance=fund.collateral,
-                    reason=f"deficit of {account.id}",
-                )
-            )
         self._accounts_seq += 1
         events.append(
             LiquidationFinished(
@@ -1874,6 +1867,29 @@ class Exchange:
                 account=account.id,
                 equity=equity,
                 maintenance_margin=mm,
+            )
+        )
+
+    def _cover_deficit(self, account: Account, events: list[Event], now: int) -> None:
+        """An account with no position left and negative collateral (a gap through its
+        bankruptcy price, or an ADL at another account's bankruptcy price) is brought back to
+        zero by the insurance fund of the first market it traded."""
+        symbol = next(iter(account.positions), next(iter(self.markets)))
+        fund = self.accounts[self.markets[symbol].insurance]
+        deficit = -account.collateral
+        fund.collateral -= deficit
+        account.collateral = 0
+        self._dirty[fund.id] = None
+        self._accounts_seq += 1
+        events.append(
+            InsuranceFundUsed(
+                ts=now,
+                stream=ACCOUNTS_STREAM,
+                seq=self._accounts_seq,
+                account=fund.id,
+                amount=deficit,
+                balance=fund.collateral,
+                reason=f"deficit of {account.id}",
             )
         )
 

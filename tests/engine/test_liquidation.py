@@ -974,3 +974,39 @@ def test_bankrupt_account_whose_last_counterparty_is_the_insurance_fund_is_close
     view = ex.account_view("bob")
     assert not view.in_liquidation and view.collateral >= 0
     assert_cash_conserved(ex)
+
+
+def test_adl_never_leaves_a_counterparty_below_zero() -> None:
+    ex, _ = venue(
+        btc_perp(MARKET, insurance_seed=usdt(100)),
+        bob=700,
+        carol=1_000_000,
+        erin=1_000_000,
+        frank=140,
+    )
+    ok(ex.submit(SetLeverage("bob", BTC, 50)))
+    ok(ex.submit(SetLeverage("frank", BTC, 50)))
+    # frank sells 100 lots to carol at 60000 (fee 3e8): collateral 1.37e10. At mark 61000.0:
+    # equity 1.37e10 - 1e10 = 3.7e9, MM 2.44e9 (liquidation price 61125.5): thin, not liquidated.
+    rest(ex, "carol", BUY, 100, 600_000)
+    ok(place(ex, "frank", SELL, 100, 600_000, tif=TimeInForce.IOC))
+    mark(ex, 610_000)
+    assert ex.liquidation_price("frank", BTC) == 611_255
+    # bob (700 USDT, 50x) bids 300 lots at the top of the band, 64050.0; carol sells him her
+    # 100 (closing her long), erin 200. bob: maker fees 3.843e8, uPnL (610000 - 640500) * 300
+    # * 10000 = -9.15e10: equity 7e10 - 3.843e8 - 9.15e10 = -2.18843e10, deep.
+    rest(ex, "bob", BUY, 300, 640_500)
+    ok(place(ex, "carol", SELL, 100, 640_500, tif=TimeInForce.IOC))
+    events = ok(place(ex, "erin", SELL, 200, 640_500, tif=TimeInForce.IOC))
+    # P_bk = 610000 + (-2.18843e10 // 3e6) = 617295; the fund cannot pay 2.1885e10 -> ADL.
+    # erin (in profit) ranks first: 200 lots; frank (losing) last: 100 lots at 617295, which
+    # realizes 6e11 - 6.17295e11 = -1.7295e10 against his 1.37e10 of collateral.
+    assert transfers(events) == [
+        ("bob", "erin", 1, 200, 617_295, "adl"),
+        ("bob", "frank", 1, 100, 617_295, "adl"),
+    ]
+    assert ex.accounts["bob"].collateral == 700_000
+    assert_cash_conserved(ex)
+    # expected: nobody is left owing money (today frank is flat at -3_595_000_000)
+    assert size(ex, "frank") == 0
+    assert ex.accounts["frank"].collateral >= 0

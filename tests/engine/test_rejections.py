@@ -632,7 +632,7 @@ CASES: list[Any] = [
     ),
     pytest.param(
         plain(RegisterBackstop(insurance_fund(BTC), BTC, 1_000, 100_000)),
-        R.INVALID_BACKSTOP,
+        R.RESERVED_ACCOUNT,
         id="backstop-insurance-fund",
     ),
     pytest.param(
@@ -1007,3 +1007,17 @@ def test_instrument_create_refuses_inexact_settings() -> None:
     ):
         with pytest.raises(ValueError):
             Instrument.create("BAD-PERP", **{**base, **bad})
+
+
+def test_insurance_fund_accounts_accept_deposits_only(rex: Exchange) -> None:
+    fund = insurance_fund(BTC)
+    for command in (
+        Withdraw(fund, 1),
+        PlaceOrder(fund, BTC, BUY, ONE_BTC, price=BTC_MARK),
+        CancelAll(fund),
+        SetLeverage(fund, BTC, 10),
+    ):
+        assert_rejected(rex, command, RejectCode.RESERVED_ACCOUNT)
+    before = rex.accounts[fund].collateral
+    ok(rex.submit(Deposit(fund, 5)))  # an operator may top the fund up
+    assert rex.accounts[fund].collateral == before + 5
