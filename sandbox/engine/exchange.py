@@ -73,6 +73,7 @@ from .events import (
 from .funding import FundingCalculator, funding_payments, impact_price, premium_index
 from .instruments import Instrument
 from .liquidation import (
+    LiquidationConfig,
     LiquidationMode,
     RiskIndex,
     adl_score,
@@ -1395,8 +1396,10 @@ class Exchange:
         elif not contributions and account.collateral < 0 and state is None:
             self._cover_deficit(account, events, now)
         elif state is not None:
-            cfg = self._lead_config(contributions) if contributions else None
-            if cfg is None or mm * RATE_SCALE <= cfg.target_ratio * equity:
+            if (
+                not contributions
+                or mm * RATE_SCALE <= self._lead_config(contributions).target_ratio * equity
+            ):
                 self._finish_liquidation(account, events, now)
             elif now >= state.next_step_ts:
                 self._liquidate(account, events, now)
@@ -1423,7 +1426,7 @@ class Exchange:
             self._called.pop(account.id, None)
         self._reindex(account, equity, mm, contributions)
 
-    def _lead_config(self, contributions: list[tuple[int, str]]) -> Any:
+    def _lead_config(self, contributions: list[tuple[int, str]]) -> LiquidationConfig:
         """Liquidation settings of the market with the largest maintenance margin (the first
         listed on a tie): they govern account-level decisions."""
         symbol = max(contributions, key=lambda c: c[0])[1]
@@ -1581,7 +1584,7 @@ class Exchange:
         )
         return cfg.mode, auction_qty + book_qty + takeover_qty + adl_qty
 
-    def _lots_to_restore(self, account: Account, market: Market, cfg: Any) -> int:
+    def _lots_to_restore(self, account: Account, market: Market, cfg: LiquidationConfig) -> int:
         """Fewest lots of this position to close at the mark (paying the liquidation fee) for
         MM / equity to fall to the target; the whole position if even that is not enough."""
         equity, mm, _ = self._margin_state(account)
