@@ -14,7 +14,7 @@ Rounding is explicit: margin requirements round *up* (in the venue's favour).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -218,34 +218,32 @@ def liquidation_price(
             brackets, abs(value)
         )
 
-    low, high = 1, max(mark, 1)
-    if size > 0:  # liquidatable on [1, P]: the largest such P
-        if not liquidatable(low):
+    if size > 0:  # liquidatable on [1, P]: one below the first price that is safe
+        safe = _first_true(lambda price: not liquidatable(price), mark)
+        if safe == 1:
             return None
-        for _ in range(64):
-            if not liquidatable(high):
-                break
-            high *= 2
-        else:
-            return high
-        while high - low > 1:
-            middle = (low + high) // 2
-            if liquidatable(middle):
-                low = middle
-            else:
-                high = middle
-        return low
-    if liquidatable(low):  # short: liquidatable on [P, inf): the smallest such P
-        return low
+        return safe - 1 if safe is not None else _PRICE_SEARCH_LIMIT * max(mark, 1)
+    return _first_true(liquidatable, mark)  # short: liquidatable on [P, inf)
+
+
+_PRICE_SEARCH_LIMIT = 2**64
+
+
+def _first_true(predicate: Callable[[int], bool], start: int) -> int | None:
+    """Smallest price >= 1 where a monotone (False...True) ``predicate`` holds, searching
+    upward from ``start`` by doubling, then bisecting; None if none below ``start * 2**64``."""
+    if predicate(1):
+        return 1
+    low, high = 1, max(start, 2)
     for _ in range(64):
-        if liquidatable(high):
+        if predicate(high):
             break
-        high *= 2
+        low, high = high, high * 2
     else:
         return None
     while high - low > 1:
         middle = (low + high) // 2
-        if liquidatable(middle):
+        if predicate(middle):
             high = middle
         else:
             low = middle

@@ -1424,7 +1424,12 @@ class Exchange:
                 self._called.pop(account.id, None)
         else:
             self._called.pop(account.id, None)
-        self._reindex(account, equity, mm, contributions)
+        if contributions:
+            at_risk = account.id in self._called or account.id in self._liquidating
+            threshold = (
+                RATE_SCALE if at_risk else self._lead_config(contributions).margin_call_ratio
+            )
+            self._reindex(account, equity, mm, contributions, threshold)
 
     def _lead_config(self, contributions: list[tuple[int, str]]) -> LiquidationConfig:
         """Liquidation settings of the market with the largest maintenance margin (the first
@@ -1433,16 +1438,19 @@ class Exchange:
         return self.markets[symbol].instrument.mechanics.liquidation
 
     def _reindex(
-        self, account: Account, equity: int, mm: int, contributions: list[tuple[int, str]]
+        self,
+        account: Account,
+        equity: int,
+        mm: int,
+        contributions: list[tuple[int, str]],
+        threshold: int,
     ) -> None:
-        """Give the account a trigger price in every market it holds (docs/mechanics.md §15)."""
+        """Give the account a trigger price in every market it holds: the mark may move that
+        far against it before ``threshold * equity - MM`` can reach zero (docs/mechanics.md
+        §15). Insurance funds use ``threshold`` = 100% and ``mm`` = 0: their trigger is zero
+        equity."""
         if not contributions:
             return
-        threshold = (
-            RATE_SCALE
-            if account.id in self._called or account.id in self._liquidating
-            else self._lead_config(contributions).margin_call_ratio
-        )
         buffer = threshold * equity - RATE_SCALE * mm - RATE_SCALE * len(contributions) - 1
         weights = []
         for _, symbol in contributions:
@@ -1817,25 +1825,7 @@ class Exchange:
                 self._adl(market, fund, abs(pos.size), price, events, now)
             equity, _, contributions = self._margin_state(fund)
         self._dirty.pop(fund.id, None)
-        self._reindex_fund(fund, equity, contributions)
-
-    def _reindex_fund(
-        self, fund: Account, equity: int, contributions: list[tuple[int, str]]
-    ) -> None:
-        if not contributions:
-            return
-        buffer = RATE_SCALE * equity - RATE_SCALE * len(contributions) - 1
-        weights = []
-        for _, symbol in contributions:
-            market = self.markets[symbol]
-            size = fund.positions[symbol].size
-            weights.append((market, size, abs(size) * market.factor * RATE_SCALE))
-        total = sum(slope * market.mark for market, _, slope in weights)
-        self._risk_version += 1
-        for market, size, _ in weights:
-            distance = safe_distance(buffer, total, market.mark)
-            trigger = market.mark - distance if size > 0 else market.mark + distance
-            market.risk.set(fund.id, size, trigger, self._risk_version)
+        self._reindex(fund, equity, 0, contributions, RATE_SCALE)
 
     def _market_event_fund_used(
         self, market: Market, fund: Account, amount: int, events: list[Event], now: int
