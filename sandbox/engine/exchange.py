@@ -559,7 +559,6 @@ class Exchange:
                     f"only {fillable} of {qty} can fill now",
                     fillable=fillable,
                 )
-        del reserve  # validated; the real reserve is recomputed as the order rests or fills
 
         # ---- accepted: from here on, state changes ----
         now = self.clock.now_ms()
@@ -599,7 +598,8 @@ class Exchange:
                 reduce_only=reduce_only,
             )
         ]
-        self._execute(market, account, pos, order, book_side, events, now)
+        # ``reserve`` is the order margin if the whole order rests with nothing else changed.
+        self._execute(market, account, pos, order, book_side, events, now, reserve)
         return events
 
     def _execute(
@@ -611,8 +611,13 @@ class Exchange:
         book_side: BookSide,
         events: list[Event],
         now: int,
+        resting_reserve: int | None = None,
     ) -> None:
-        """Match ``order`` as a taker, then rest or expire what is left."""
+        """Match ``order`` as a taker, then rest or expire what is left.
+
+        ``resting_reserve``: the order margin already computed for the order resting whole; used
+        if matching changed nothing (the only event so far is the acceptance)."""
+        accepted_only = len(events)
         stopped = self._match(market, order, book_side, events, now)
         if pos.reduce_only_orders:
             self._sync_reduce_only(market, account, pos, events, now)
@@ -624,9 +629,17 @@ class Exchange:
             order.status = EXPIRED
             self._finish(account, order, now)
         else:
-            self._rest(market, account, pos, order)
+            unchanged = len(events) == accepted_only and not order.reduce_only
+            self._rest(market, account, pos, order, resting_reserve if unchanged else None)
 
-    def _rest(self, market: Market, account: Account, pos: Position, order: Order) -> None:
+    def _rest(
+        self,
+        market: Market,
+        account: Account,
+        pos: Position,
+        order: Order,
+        reserve: int | None = None,
+    ) -> None:
         book = market.book
         (book.bids if order.side > 0 else book.asks).add(order)  # == book.side(order.side)
         account.open_orders[order.id] = order
@@ -642,7 +655,11 @@ class Exchange:
         else:
             pos.sell_qty += remaining
             pos.sell_value += order.price * remaining
-        self._set_reserve(account, pos, market.factor)
+        if reserve is None:
+            self._set_reserve(account, pos, market.factor)
+        else:
+            account.reserve += reserve - pos.reserve
+            pos.reserve = reserve
 
     def _unrest(self, market: Market, account: Account, order: Order) -> Position:
         """Take a live order out of the book and out of its account's aggregates."""
@@ -1434,7 +1451,10 @@ class Exchange:
     def _lead_config(self, contributions: list[tuple[int, str]]) -> LiquidationConfig:
         """Liquidation settings of the market with the largest maintenance margin (the first
         listed on a tie): they govern account-level decisions."""
-        symbol = max(contributions, key=lambda c: c[0])[1]
+        if len(contributions) == 1:
+            symbol = contributions[0][1]
+        else:
+            symbol = max(contributions, key=lambda c: c[0])[1]
         return self.markets[symbol].instrument.mechanics.liquidation
 
     def _reindex(
@@ -1452,13 +1472,21 @@ class Exchange:
         if not contributions:
             return
         buffer = threshold * equity - RATE_SCALE * mm - RATE_SCALE * len(contributions) - 1
+        self._risk_version += 1
+        if len(contributions) == 1:  # the common case, without the bookkeeping below
+            market = self.markets[contributions[0][1]]
+            size = account.positions[market.symbol].size
+            slope = slope_per_tick(size, market.factor, market.top_mmr)
+            distance = safe_distance(buffer, slope * market.mark, market.mark)
+            trigger = market.mark - distance if size > 0 else market.mark + distance
+            market.risk.set(account.id, size, trigger, self._risk_version)
+            return
         weights = []
         for _, symbol in contributions:
             market = self.markets[symbol]
             size = account.positions[symbol].size
             weights.append((market, size, slope_per_tick(size, market.factor, market.top_mmr)))
         total = sum(slope * market.mark for market, _, slope in weights)
-        self._risk_version += 1
         version = self._risk_version
         for market, size, _ in weights:
             distance = safe_distance(buffer, total, market.mark)
