@@ -166,8 +166,11 @@ def maintenance_margin(brackets: Sequence[Bracket], notional: int) -> int:
     Above the last bracket the last bracket's rates apply (such a position cannot be opened,
     but a mark move can carry an existing one there).
     """
-    bracket = bracket_for(brackets, notional) or brackets[-1]
-    return max(0, mul_rate_ceil(notional, bracket.mmr) - bracket.maint_amount)
+    for bracket in brackets:  # bracket_for, inlined: this runs on every risk check
+        if notional <= bracket.notional_cap:
+            break
+    margin = -((-notional * bracket.mmr) // RATE_SCALE) - bracket.maint_amount
+    return margin if margin > 0 else 0
 
 
 def margin_ratio(maintenance: int, equity: int) -> int | None:

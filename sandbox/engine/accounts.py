@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from perpbot.risk.margin import Bracket, ceil_div
+from perpbot.risk.margin import Bracket
 
 from .book import Order
 
@@ -72,16 +72,16 @@ def order_reserve(
     price. Both sides cannot be filled into exposure at once, so the larger of the two is held:
     ``ceil(max(buy_excess_value, sell_excess_value) * factor / leverage)``.
     """
-    buy = 0
+    buy = 0  # -((-a) // b) is ceil(a / b), inlined: this runs for every order
     if buy_qty:
         excess = buy_qty + size if size < 0 else buy_qty
         if excess > 0:
-            buy = ceil_div(buy_value * excess * factor, buy_qty * leverage)
+            buy = -((-buy_value * excess * factor) // (buy_qty * leverage))
     sell = 0
     if sell_qty:
         excess = sell_qty - size if size > 0 else sell_qty
         if excess > 0:
-            sell = ceil_div(sell_value * excess * factor, sell_qty * leverage)
+            sell = -((-sell_value * excess * factor) // (sell_qty * leverage))
     return buy if buy > sell else sell
 
 

@@ -384,7 +384,7 @@ class Exchange:
                 market = markets[symbol]
                 value = pos.size * market.mark * market.factor
                 equity += value - pos.cost
-                position_margin += ceil_div(value if value > 0 else -value, pos.leverage)
+                position_margin -= (-value if value > 0 else value) // pos.leverage  # ceil
         return equity - position_margin - account.reserve
 
     def _check_exposure_and_margin(
@@ -858,10 +858,10 @@ class Exchange:
             else:
                 maker_pos.sell_qty -= qty
                 maker_pos.sell_value -= price * qty
-        maker_fee = mul_rate_ceil(notional, inst.maker_fee)
+        maker_fee = -((-notional * inst.maker_fee) // RATE_SCALE)  # ceil, as mul_rate_ceil
         # A liquidation pays the liquidation fee (to the insurance fund) instead of a taker fee.
         taker_fee = (
-            0 if taker.order_type is _LIQUIDATION else mul_rate_ceil(notional, inst.taker_fee)
+            0 if taker.order_type is _LIQUIDATION else -((-notional * inst.taker_fee) // RATE_SCALE)
         )
         maker_pnl = _apply_fill(maker_pos, maker.side, price, qty, factor)
         taker_pnl = _apply_fill(taker_pos, taker.side, price, qty, factor)
@@ -1421,9 +1421,10 @@ class Exchange:
             elif now >= state.next_step_ts:
                 self._liquidate(account, events, now)
                 equity, mm, contributions = self._margin_state(account)
+        threshold = RATE_SCALE
         if contributions:
-            cfg = self._lead_config(contributions)
-            called = mm * RATE_SCALE >= cfg.margin_call_ratio * equity
+            call_ratio = self._lead_config(contributions).margin_call_ratio
+            called = mm * RATE_SCALE >= call_ratio * equity
             if called and account.id not in self._called and account.id not in self._liquidating:
                 self._called[account.id] = None
                 self._accounts_seq += 1
@@ -1439,14 +1440,11 @@ class Exchange:
                 )
             elif not called:
                 self._called.pop(account.id, None)
+            if account.id not in self._called and account.id not in self._liquidating:
+                threshold = call_ratio  # watch for the margin call; once called, liquidation
+            self._reindex(account, equity, mm, contributions, threshold)
         else:
             self._called.pop(account.id, None)
-        if contributions:
-            at_risk = account.id in self._called or account.id in self._liquidating
-            threshold = (
-                RATE_SCALE if at_risk else self._lead_config(contributions).margin_call_ratio
-            )
-            self._reindex(account, equity, mm, contributions, threshold)
 
     def _lead_config(self, contributions: list[tuple[int, str]]) -> LiquidationConfig:
         """Liquidation settings of the market with the largest maintenance margin (the first
