@@ -1413,10 +1413,7 @@ class Exchange:
         elif not contributions and account.collateral < 0 and state is None:
             self._cover_deficit(account, events, now)
         elif state is not None:
-            if (
-                not contributions
-                or mm * RATE_SCALE <= self._lead_config(contributions).target_ratio * equity
-            ):
+            if self._restored(equity, mm, contributions):
                 self._finish_liquidation(account, events, now)
             elif now >= state.next_step_ts:
                 self._liquidate(account, events, now)
@@ -1449,11 +1446,7 @@ class Exchange:
     def _lead_config(self, contributions: list[tuple[int, str]]) -> LiquidationConfig:
         """Liquidation settings of the market with the largest maintenance margin (the first
         listed on a tie): they govern account-level decisions."""
-        if len(contributions) == 1:
-            symbol = contributions[0][1]
-        else:
-            symbol = max(contributions, key=lambda c: c[0])[1]
-        return self.markets[symbol].instrument.mechanics.liquidation
+        return self.markets[_lead_market(contributions)].instrument.mechanics.liquidation
 
     def _reindex(
         self,
@@ -1515,27 +1508,28 @@ class Exchange:
             )
         for _ in range(4 * len(self.markets) + 8):
             equity, mm, contributions = self._margin_state(account)
-            if not contributions:
+            if not contributions or (state.steps and self._restored(equity, mm, contributions)):
                 break
             cfg = self._lead_config(contributions)
-            if state.steps and mm * RATE_SCALE <= cfg.target_ratio * equity:
-                break
             mode, closed = self._liquidation_step(account, contributions, events, now)
             state.steps += 1
             if not closed:
                 break  # nothing could absorb it now; the next evaluation tries again
             equity, mm, contributions = self._margin_state(account)
-            if not contributions or mm * RATE_SCALE <= cfg.target_ratio * equity:
+            if self._restored(equity, mm, contributions):
                 break
             deep = equity * RATE_SCALE < cfg.backstop_ratio * mm
             if mode is LiquidationMode.INCREMENTAL and not deep:
                 state.next_step_ts = now + cfg.cooldown_ms
                 return
-        equity, mm, contributions = self._margin_state(account)
-        if not contributions or mm * RATE_SCALE <= self._lead_config(contributions).target_ratio * (
-            equity
-        ):
+        if self._restored(*self._margin_state(account)):
             self._finish_liquidation(account, events, now)
+
+    def _restored(self, equity: int, mm: int, contributions: list[tuple[int, str]]) -> bool:
+        """A liquidation is over: no position left, or MM at most the target share of equity."""
+        if not contributions:
+            return True
+        return mm * RATE_SCALE <= self._lead_config(contributions).target_ratio * equity
 
     def _liquidation_step(
         self,
@@ -1549,7 +1543,7 @@ class Exchange:
         auction (auction mode), then the book down to the bankruptcy price, then the insurance
         fund takes the rest at the bankruptcy price, or ADL if the fund cannot afford it."""
         equity, mm, _ = self._margin_state(account)
-        symbol = max(contributions, key=lambda c: c[0])[1]
+        symbol = _lead_market(contributions)
         market = self.markets[symbol]
         cfg = market.instrument.mechanics.liquidation
         pos = account.positions[symbol]
@@ -2081,6 +2075,13 @@ class Exchange:
             return None
         order = self._open.get(order_id) or account.recent.get(order_id)
         return order if order is not None and order.account == account.id else None
+
+
+def _lead_market(contributions: list[tuple[int, str]]) -> str:
+    """The market whose position has the largest maintenance margin (first listed on a tie)."""
+    if len(contributions) == 1:
+        return contributions[0][1]
+    return max(contributions, key=lambda c: c[0])[1]
 
 
 def _apply_fill(pos: Position, side: int, price: int, qty: int, factor: int) -> int:
