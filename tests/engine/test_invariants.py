@@ -709,16 +709,7 @@ def test_seeded_random_walk(seed: int) -> None:
         assert stats["incremental restore-bound"] >= 1, stats
 
 
-ADL_BELOW_ZERO = pytest.mark.xfail(
-    strict=True,
-    reason="BUG: ADL at a far bankruptcy price leaves a counterparty flat with negative "
-    "collateral (test_liquidation.py::test_adl_never_leaves_a_counterparty_below_zero)",
-)
-
-
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "seed", [pytest.param(s, marks=ADL_BELOW_ZERO) if s == 20 else s for s in range(10, 30)]
-)
+@pytest.mark.parametrize("seed", range(10, 30))
 def test_seeded_random_walk_long(seed: int) -> None:
     _random_walk(seed, steps=20_000)
