@@ -583,19 +583,19 @@ class Exchange:
             account.client_ids[client_id] = order
         market.seq += 1
         events: list[Event] = [
-            OrderAccepted(
-                ts=now,
-                stream=market.symbol,
-                seq=market.seq,
-                order_id=order_id,
-                client_id=client_id,
-                account=account.id,
-                side=side,
-                order_type=order_type,
-                tif=tif,
-                price=limit,
-                qty=qty,
-                reduce_only=reduce_only,
+            OrderAccepted(  # positional: keyword construction costs ~10% of a command
+                now,  # ts
+                market.symbol,  # stream
+                market.seq,  # seq
+                order_id,  # order_id
+                client_id,  # client_id
+                account.id,  # account
+                side,  # side
+                order_type,  # order_type
+                tif,  # tif
+                limit,  # price
+                qty,  # qty
+                reduce_only,  # reduce_only
             )
         ]
         # ``reserve`` is the order margin if the whole order rests with nothing else changed.
@@ -879,24 +879,24 @@ class Exchange:
         market.trade_id += 1
         market.seq += 1
         events.append(
-            Trade(
-                ts=taker.ts,
-                stream=market.symbol,
-                seq=market.seq,
-                trade_id=market.trade_id,
-                price=price,
-                qty=qty,
-                taker_side=taker.side,
-                maker_order_id=maker.id,
-                taker_order_id=taker.id,
-                maker_account=maker.account,
-                taker_account=taker.account,
-                maker_fee=maker_fee,
-                taker_fee=taker_fee,
-                maker_realized=maker_pnl,
-                taker_realized=taker_pnl,
-                maker_remaining=maker.remaining,
-                taker_remaining=taker.remaining,
+            Trade(  # positional, in field order: keywords cost ~10% of the hot path
+                taker.ts,  # ts
+                market.symbol,  # stream
+                market.seq,  # seq
+                market.trade_id,  # trade_id
+                price,  # price
+                qty,  # qty
+                taker.side,  # taker_side
+                maker.id,  # maker_order_id
+                taker.id,  # taker_order_id
+                maker.account,  # maker_account
+                taker.account,  # taker_account
+                maker_fee,  # maker_fee
+                taker_fee,  # taker_fee
+                maker_pnl,  # maker_realized
+                taker_pnl,  # taker_realized
+                maker.remaining,  # maker_remaining
+                taker.remaining,  # taker_remaining
             )
         )
 
@@ -955,14 +955,14 @@ class Exchange:
         market.seq += 1
         events.append(
             OrderCanceled(
-                ts=now,
-                stream=market.symbol,
-                seq=market.seq,
-                order_id=order.id,
-                client_id=order.client_id,
-                account=order.account,
-                remaining=order.remaining,
-                reason=reason,
+                now,  # ts
+                market.symbol,  # stream
+                market.seq,  # seq
+                order.id,  # order_id
+                order.client_id,  # client_id
+                order.account,  # account
+                order.remaining,  # remaining
+                reason,  # reason
             )
         )
 
