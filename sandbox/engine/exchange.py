@@ -1467,8 +1467,10 @@ class Exchange:
         if len(contributions) == 1:  # the common case, without the bookkeeping below
             market = self.markets[contributions[0][1]]
             size = account.positions[market.symbol].size
-            slope = slope_per_tick(size, market.factor, market.top_mmr)
-            distance = safe_distance(buffer, slope * market.mark, market.mark)
+            # safe_distance with one market: buffer * mark // (slope * mark) == buffer // slope
+            distance = (
+                buffer // slope_per_tick(size, market.factor, market.top_mmr) if buffer > 0 else 0
+            )
             trigger = market.mark - distance if size > 0 else market.mark + distance
             market.risk.set(account.id, size, trigger, self._risk_version)
             return
