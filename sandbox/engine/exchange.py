@@ -563,6 +563,41 @@ class Exchange:
         # ---- accepted: from here on, state changes ----
         now = self.clock.now_ms()
         account.positions.setdefault(market.symbol, pos)
+        events: list[Event] = []
+        order = self._accept(
+            market,
+            account,
+            side,
+            limit,
+            qty,
+            order_type,
+            tif,
+            reduce_only,
+            client_id,
+            stp,
+            now,
+            events,
+        )
+        # ``reserve`` is the order margin if the whole order rests with nothing else changed.
+        self._execute(market, account, pos, order, book_side, events, now, reserve)
+        return events
+
+    def _accept(
+        self,
+        market: Market,
+        account: Account,
+        side: int,
+        price: int,
+        qty: int,
+        order_type: OrderType,
+        tif: TimeInForce,
+        reduce_only: bool,
+        client_id: str | None,
+        stp: SelfTradePrevention,
+        now: int,
+        events: list[Event],
+    ) -> Order:
+        """Number a validated order, register its client id and emit ``OrderAccepted``."""
         order_id = self._next_order_id
         self._next_order_id = order_id + 1
         order = Order(
@@ -570,7 +605,7 @@ class Exchange:
             account.id,
             market.symbol,
             side,
-            limit,
+            price,
             qty,
             order_type,
             tif,
@@ -582,7 +617,7 @@ class Exchange:
         if client_id is not None:
             account.client_ids[client_id] = order
         market.seq += 1
-        events: list[Event] = [
+        events.append(
             OrderAccepted(  # positional: keyword construction costs ~10% of a command
                 now,  # ts
                 market.symbol,  # stream
@@ -593,14 +628,12 @@ class Exchange:
                 side,  # side
                 order_type,  # order_type
                 tif,  # tif
-                limit,  # price
+                price,  # price
                 qty,  # qty
                 reduce_only,  # reduce_only
             )
-        ]
-        # ``reserve`` is the order margin if the whole order rests with nothing else changed.
-        self._execute(market, account, pos, order, book_side, events, now, reserve)
-        return events
+        )
+        return order
 
     def _execute(
         self,
@@ -1653,12 +1686,9 @@ class Exchange:
     ) -> tuple[int, int]:
         """An IOC reduce-only order for the account into the book, never beyond ``limit``.
         Returns (filled lots, filled notional in money units)."""
-        order_id = self._next_order_id
-        self._next_order_id = order_id + 1
-        order = Order(
-            order_id,
-            account.id,
-            market.symbol,
+        order = self._accept(
+            market,
+            account,
             side,
             limit,
             qty,
@@ -1668,23 +1698,7 @@ class Exchange:
             None,
             SelfTradePrevention.CANCEL_MAKER,
             now,
-        )
-        market.seq += 1
-        events.append(
-            OrderAccepted(
-                ts=now,
-                stream=market.symbol,
-                seq=market.seq,
-                order_id=order_id,
-                client_id=None,
-                account=account.id,
-                side=side,
-                order_type=OrderType.LIQUIDATION,
-                tif=TimeInForce.IOC,
-                price=limit,
-                qty=qty,
-                reduce_only=True,
-            )
+            events,
         )
         first = len(events)
         book_side = market.book.asks if side > 0 else market.book.bids
@@ -1693,7 +1707,7 @@ class Exchange:
         notional = sum(
             e.price * e.qty * market.factor
             for e in events[first:]
-            if isinstance(e, Trade) and e.taker_order_id == order_id
+            if isinstance(e, Trade) and e.taker_order_id == order.id
         )
         return order.filled, notional
 
