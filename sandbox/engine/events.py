@@ -114,14 +114,20 @@ class OrderCanceled(SequencedEvent):
     order_id: int
     client_id: str | None
     account: str
+    side: int
+    price: int
     remaining: int
     reason: str
 
 
 @dataclass(slots=True)
 class OrderAmended(SequencedEvent):
+    """``price``/``qty`` are the new values; ``old_price`` where the order rested before."""
+
     order_id: int
     account: str
+    side: int
+    old_price: int
     price: int
     qty: int
     remaining: int

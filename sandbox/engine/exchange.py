@@ -974,6 +974,8 @@ class Exchange:
                         seq=market.seq,
                         order_id=order.id,
                         account=account.id,
+                        side=order.side,
+                        old_price=order.price,
                         price=order.price,
                         qty=order.qty,
                         remaining=order.remaining,
@@ -994,6 +996,8 @@ class Exchange:
                 order.id,  # order_id
                 order.client_id,  # client_id
                 order.account,  # account
+                order.side,  # side
+                order.price,  # price
                 order.remaining,  # remaining
                 reason,  # reason
             )
@@ -1088,6 +1092,7 @@ class Exchange:
 
         now = self.clock.now_ms()
         events: list[Event] = []
+        old_price = order.price
         keeps_priority = price == order.price and remaining <= order.remaining
         if keeps_priority:
             shrink = order.remaining - remaining
@@ -1116,6 +1121,8 @@ class Exchange:
                 seq=market.seq,
                 order_id=order.id,
                 account=account.id,
+                side=order.side,
+                old_price=old_price,
                 price=price,
                 qty=qty,
                 remaining=remaining,
