@@ -2072,6 +2072,11 @@ class Exchange:
             insurance_fund=self.accounts[market.insurance].collateral,
         )
 
+    def premium(self, symbol: str) -> int | None:
+        """The premium index (rate units) the book shows now: impact bid/ask against the index;
+        None when a side is too thin to fill the impact notional."""
+        return self._premium(self._market(symbol))
+
     def book_snapshot(self, symbol: str, depth: int = 20) -> BookSnapshot:
         """Aggregated ``(price, qty)`` levels, best first, with the market's sequence number."""
         market = self._market(symbol)

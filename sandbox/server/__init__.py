@@ -1,0 +1,1 @@
+"""The sandbox HTTP/WebSocket server: authentication, throttling and the FastAPI app."""

@@ -1,0 +1,394 @@
+"""The sandbox's HTTP and WebSocket API (FastAPI). A thin shell over :class:`SandboxState`.
+
+Layers, outermost first: :class:`GuardMiddleware` (body size, throttling with weights,
+fault injection, the error envelope for anything that escapes), then FastAPI's router. Handlers
+authenticate, convert wire decimals to engine units, call the state, and serialise with orjson.
+Response models are declared for the OpenAPI description; handlers return ready bytes (the
+schemathesis test checks that what they return matches what is declared).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import fastapi_offline
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.responses import Response
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
+
+from .auth import AuthError
+from .state import SandboxState
+from .wire import ApiError
+
+MAX_BODY_BYTES = 64 * 1024
+JSON_TYPE = "application/json"
+
+# Endpoint weights (throttling). Keys are "METHOD /template"; GET /v1/markets/{m}/book is
+# weighted by its depth parameter in ``request_weight``.
+WEIGHTS: dict[str, int] = {
+    "POST /v1/orders": 1,
+    "GET /v1/orders": 2,
+    "DELETE /v1/orders": 5,
+    "GET /v1/orders/history": 5,
+    "GET /v1/orders/{order_id}": 1,
+    "PATCH /v1/orders/{order_id}": 1,
+    "DELETE /v1/orders/{order_id}": 1,
+    "GET /v1/orders/by-client-id/{client_order_id}": 1,
+    "PATCH /v1/orders/by-client-id/{client_order_id}": 1,
+    "DELETE /v1/orders/by-client-id/{client_order_id}": 1,
+    "GET /v1/account": 5,
+    "GET /v1/positions": 5,
+    "GET /v1/fills": 5,
+    "GET /v1/funding-payments": 5,
+    "GET /v1/liquidations": 5,
+    "GET /v1/leverage": 1,
+    "POST /v1/leverage/{market}": 1,
+    "GET /v1/time": 1,
+    "GET /v1/markets": 1,
+    "GET /v1/tickers": 5,
+    "GET /v1/markets/{market}/ticker": 1,
+    "GET /v1/markets/{market}/book": 2,
+    "GET /v1/markets/{market}/trades": 2,
+    "GET /v1/markets/{market}/funding": 1,
+    "GET /v1/markets/{market}/funding/history": 2,
+    "GET /v1/markets/{market}/candles": 2,
+    "GET /v1/rate-limits": 1,
+}
+ORDER_ROUTES = frozenset(
+    {
+        "POST /v1/orders",
+        "PATCH /v1/orders/{order_id}",
+        "PATCH /v1/orders/by-client-id/{client_order_id}",
+    }
+)
+_STATIC = {k: k for k in WEIGHTS if "{" not in k}
+_TEMPLATES = [
+    (
+        k.split(" ", 1)[0],
+        re.compile("^" + re.sub(r"\{[a-z_]+\}", "[^/]+", k.split(" ", 1)[1]) + "$"),
+        k,
+    )
+    for k in WEIGHTS
+    if "{" in k
+]
+
+
+def route_key(method: str, path: str) -> str | None:
+    """The ``WEIGHTS`` key of a request, or None for routes that are not throttled."""
+    key = f"{method} {path}"
+    if key in _STATIC:
+        return key
+    for m, pattern, template in _TEMPLATES:
+        if m == method and pattern.match(path):
+            return template
+    return None
+
+
+def book_weight(query: bytes) -> int:
+    """Order book weight by depth: <=100: 2, <=500: 5, more: 10."""
+    match = re.search(rb"(?:^|&)depth=(\d{1,6})", query)
+    depth = int(match.group(1)) if match else 20
+    return 2 if depth <= 100 else 5 if depth <= 500 else 10
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> bytes:
+    return orjson.dumps({"code": code, "message": message, "details": details or {}})
+
+
+class GuardMiddleware:
+    """Pure ASGI middleware: body limit, throttling, fault injection, never a bare 500."""
+
+    def __init__(self, app: ASGIApp, state: SandboxState) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        method: str = scope["method"]
+        state = self.state
+        length = _content_length(scope)
+        if length is not None and length > MAX_BODY_BYTES:
+            await _send_error(
+                send, 413, "PAYLOAD_TOO_LARGE", f"bodies are limited to {MAX_BODY_BYTES} bytes"
+            )
+            return
+        extra: list[tuple[bytes, bytes]] = []
+        key = route_key(method, path) if path.startswith("/v1/") else None
+        if key is not None:
+            weight = book_weight(scope["query_string"]) if key.endswith("/book") else WEIGHTS[key]
+            api_key = _header(scope, b"x-pb-apikey")
+            client = scope.get("client")
+            ip = client[0] if client else "unknown"
+            decision = state.throttle.check(ip, api_key, weight, 1 if key in ORDER_ROUTES else 0)
+            extra = [(k.lower().encode(), v.encode()) for k, v in decision.headers()]
+            if decision.status != 200:
+                reason = str(decision.reason)
+                if decision.status == 418:
+                    msg = "banned for repeatedly exceeding the rate limits"
+                    code = "BANNED"
+                else:
+                    msg = f"rate limit exceeded ({reason}); retry after {decision.retry_after_s} s"
+                    code = "RATE_LIMITED"
+                await _send_error(send, decision.status, code, msg, {"limit": reason}, extra)
+                return
+            faults = state.active_faults()
+            if faults is not None:
+                if faults.latency_ms:
+                    await asyncio.sleep(faults.latency_ms / 1000)
+                roll = state.rng.random()
+                if roll < faults.error_rate:
+                    await _send_error(
+                        send,
+                        503,
+                        "FAULT_INJECTED",
+                        "injected fault: service unavailable",
+                        {},
+                        extra,
+                    )
+                    return
+                if roll < faults.error_rate + faults.drop_rate:
+                    await self._dropped(scope, receive, faults.drop_hold_ms)
+                    await _send_error(
+                        send,
+                        504,
+                        "RESPONSE_DROPPED",
+                        "injected fault: the request was applied but its response was held back",
+                        {},
+                        extra,
+                    )
+                    return
+
+        started = False
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if extra:
+                    message["headers"] = [*message.get("headers", []), *extra]
+            await send(message)
+
+        async def limited_receive() -> Message:
+            message = await receive()
+            if message["type"] == "http.request":
+                nonlocal_total[0] += len(message.get("body", b""))
+                if nonlocal_total[0] > MAX_BODY_BYTES:
+                    raise _BodyTooLarge
+            return message
+
+        nonlocal_total = [0]
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except _BodyTooLarge:
+            if not started:
+                await _send_error(
+                    send, 413, "PAYLOAD_TOO_LARGE", f"bodies are limited to {MAX_BODY_BYTES} bytes"
+                )
+        except Exception:  # pragma: no cover - a bug; still answer in the envelope
+            if not started:
+                await _send_error(send, 500, "INTERNAL_ERROR", "unexpected server error")
+            raise
+
+    async def _dropped(self, scope: Scope, receive: Receive, hold_ms: int) -> None:
+        """Apply the request, discard its response, then wait (the client should time out)."""
+
+        async def discard(message: Message) -> None:
+            return None
+
+        await self.app(scope, receive, discard)
+        await asyncio.sleep(hold_ms / 1000)
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+def _content_length(scope: Scope) -> int | None:
+    raw = _header(scope, b"content-length")
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        return None
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return str(v.decode("latin-1"))
+    return None
+
+
+async def _send_error(
+    send: Send,
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
+    body = error_body(code, message, details)
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                *(headers or []),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+def create_app(state: SandboxState, *, background: bool = True) -> FastAPI:
+    """The ASGI app for ``state``. ``background``: run the market loop and hub heartbeats."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if background:
+            await state.start()
+        try:
+            yield
+        finally:
+            if background:
+                await state.stop()
+
+    app = FastAPI(
+        title="perpbot sandbox exchange",
+        version="1",
+        description=(
+            "A local perpetual-futures exchange. Money, prices and quantities are decimal "
+            "strings. Private routes need an API key and an HMAC-SHA256 signature over "
+            "`timestamp + METHOD + path(with query) + body` (headers X-PB-APIKEY, "
+            "X-PB-TIMESTAMP, X-PB-SIGNATURE). Errors: `{code, message, details}` "
+            "(docs/api.md lists the codes)."
+        ),
+        docs_url=None,
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.sandbox = state
+    _install_error_handlers(app)
+    _install_docs(app)
+    from . import routes
+
+    routes.install(app, state)
+
+    @app.websocket("/v1/ws")
+    async def websocket(ws: WebSocket) -> None:
+        from .ws import serve_websocket
+
+        await serve_websocket(ws, state.hub, state.auth.verify_ws_login)
+
+    app.add_middleware(GuardMiddleware, state=state)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    async def api_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, ApiError)
+        return Response(orjson.dumps(exc.body()), status_code=exc.status, media_type=JSON_TYPE)
+
+    async def auth_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, AuthError)
+        return Response(
+            error_body(str(exc.code), exc.message),
+            status_code=401,
+            media_type=JSON_TYPE,
+        )
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = [
+            {
+                "loc": [str(p) for p in e.get("loc", ())],
+                "message": str(e.get("msg", "")),
+                "type": str(e.get("type", "")),
+            }
+            for e in exc.errors()
+        ]
+        first = errors[0] if errors else {"loc": [], "message": "invalid request"}
+        where = ".".join(first["loc"][1:] if len(first["loc"]) > 1 else first["loc"])
+        return Response(
+            error_body("VALIDATION_ERROR", f"{where}: {first['message']}", {"errors": errors}),
+            status_code=422,
+            media_type=JSON_TYPE,
+        )
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        code = {404: "NOT_FOUND", 405: "METHOD_NOT_ALLOWED"}.get(exc.status_code, "HTTP_ERROR")
+        message = "no such route" if exc.status_code == 404 else str(exc.detail)
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:
+            # Starlette names only the first route matching the path; list every method.
+            allowed = _allowed_methods(request)
+            headers["Allow"] = ", ".join(allowed)
+            message = f"{request.method} is not allowed here; use {', '.join(allowed)}"
+        return Response(
+            error_body(code, message, {"path": request.url.path}),
+            status_code=exc.status_code,
+            media_type=JSON_TYPE,
+            headers=headers or None,
+        )
+
+    app.add_exception_handler(ApiError, api_error)
+    app.add_exception_handler(AuthError, auth_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+
+
+def _allowed_methods(request: Request) -> list[str]:
+    path = request.url.path
+    methods: set[str] = set()
+    for route in request.app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return sorted(methods - {"HEAD"}) if methods - {"HEAD"} else sorted(methods)
+
+
+def _install_docs(app: FastAPI) -> None:
+    static = Path(fastapi_offline.__file__).parent / "static"
+    app.mount("/static", StaticFiles(directory=static), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="perpbot sandbox - API",
+            swagger_js_url="/static/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger-ui.css",
+            swagger_favicon_url="/static/favicon.png",
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="/openapi.json",
+            title="perpbot sandbox - API",
+            redoc_js_url="/static/redoc.standalone.js",
+            redoc_favicon_url="/static/favicon.png",
+            with_google_fonts=False,
+        )
+
+
+Handler = Callable[..., Awaitable[Response]]
