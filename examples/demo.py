@@ -1,243 +1,181 @@
-"""In-process demo of the exchange engine: two accounts trade and we print what happened.
+"""``make demo``: start the sandbox exchange, run a small bot against it, stop everything.
 
-Run with ``make demo`` (or ``python -m examples.demo``). A market maker quotes a ladder, a
-taker lifts it with a market order, the mark moves, and the taker closes with a reduce-only
-order. Every number comes from the engine; nothing here is faked.
+The sandbox runs in this process on 127.0.0.1 (a free port) with its simulated market: index
+sources moving, liquidity agents quoting. The clock runs 60x faster and starts five minutes
+before a funding settlement, so within the demo you see orders, fills, the mark and index
+moving, and a funding payment. The bot talks to the exchange like any other client: signed
+REST requests and the WebSocket, nothing in-process.
+
+Its strategy is deliberately simple: buy a small position at market, then keep a post-only bid
+and ask a few basis points around the mark, re-quoting every couple of seconds. It prints what
+the exchange tells it.
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
+import contextlib
+import time
+from datetime import UTC, datetime
 from decimal import Decimal
+from fractions import Fraction
+from typing import Any
 
-from perpbot.risk.margin import money_to_decimal
-from sandbox.engine import (
-    CancelAll,
-    Deposit,
-    Deposited,
-    Event,
-    Exchange,
-    Instrument,
-    LiquidationFill,
-    LiquidationFinished,
-    LiquidationStarted,
-    ManualClock,
-    MarginCall,
-    MarkPriceSet,
-    OrderAccepted,
-    OrderCanceled,
-    OrderType,
-    PlaceOrder,
-    Rejected,
-    SetLeverage,
-    SetMarkPrice,
-    Side,
-    Tick,
-    TimeInForce,
-    Trade,
-    UpdateIndexSource,
-    default_instruments,
-    money_units,
-)
+import httpx
+import orjson
+import websockets
 
-SYMBOL = "BTC-PERP"
+from perpbot.signing import sign_ws_login, signed_headers
+from sandbox.config import DEMO_KEY, DEMO_SECRET, SandboxSettings
+from sandbox.server.runner import serve
+from sandbox.server.state import SandboxState
+
+MARKET = "BTC-PERP"
+SPEED = 60
+# 07:55 UTC: the 08:00 funding settlement comes five simulated minutes (5 s) into the demo.
+START_MS = int(datetime(2026, 1, 5, 7, 55, tzinfo=UTC).timestamp() * 1000)
 
 
-def usdt(units: int) -> str:
-    """Exact USDT with thousands separators and no trailing zeros beyond the cents."""
-    text = f"{money_to_decimal(units):,f}".rstrip("0")
-    whole, _, frac = text.partition(".")
-    return f"{whole}.{frac.ljust(2, '0')}"
+def clock(ts: int) -> str:
+    return datetime.fromtimestamp(ts / 1000, UTC).strftime("%H:%M:%S")
 
 
-def describe(event: Event, inst: Instrument) -> str:
-    if isinstance(event, Rejected):
-        return f"  REJECTED {event.code}: {event.message}"
-    if isinstance(event, Deposited):
-        return f"  #{event.seq:<3} deposit   {event.account:<6} {usdt(event.amount)} USDT"
-    if isinstance(event, MarkPriceSet):
-        return f"  #{event.seq:<3} mark      {inst.price_to_decimal(event.price)}"
-    if isinstance(event, OrderAccepted):
-        side = "BUY " if event.side > 0 else "SELL"
-        return (
-            f"  #{event.seq:<3} accepted  {event.account:<6} {side} "
-            f"{inst.qty_to_decimal(event.qty)} @ {inst.price_to_decimal(event.price)} "
-            f"({event.order_type} {event.tif}{' reduce-only' if event.reduce_only else ''})"
-        )
-    if isinstance(event, Trade):
-        return (
-            f"  #{event.seq:<3} TRADE     {inst.qty_to_decimal(event.qty)} @ "
-            f"{inst.price_to_decimal(event.price)}  maker {event.maker_account} "
-            f"fee {usdt(event.maker_fee)}, taker {event.taker_account} fee "
-            f"{usdt(event.taker_fee)}, taker realized {usdt(event.taker_realized)}"
-        )
-    if isinstance(event, OrderCanceled):
-        return (
-            f"  #{event.seq:<3} canceled  order {event.order_id} "
-            f"({inst.qty_to_decimal(event.remaining)} left, {event.reason})"
-        )
-    return f"  #{getattr(event, 'seq', '-'):<3} {type(event).__name__}"
+class Bot:
+    """A signed REST client, a WebSocket reader that prints, and a quoting loop."""
 
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.http = httpx.AsyncClient(base_url=url, timeout=5)
+        self.tickers = 0
+        self.size = "0"
 
-def print_book(ex: Exchange, inst: Instrument) -> None:
-    snap = ex.book_snapshot(SYMBOL, depth=5)
-    print(f"\n  {SYMBOL} book at seq {snap.seq}")
-    print(f"  {'bid qty':>10} {'price':>10} {'ask qty':>10}")
-    for price, qty in reversed(snap.asks):
-        print(f"  {'':>10} {inst.price_to_decimal(price):>10} {inst.qty_to_decimal(qty):>10}")
-    for price, qty in snap.bids:
-        print(f"  {inst.qty_to_decimal(qty):>10} {inst.price_to_decimal(price):>10}")
-
-
-def print_accounts(ex: Exchange, inst: Instrument) -> None:
-    mark = inst.price_to_decimal(ex.markets[SYMBOL].mark)
-    print(f"\n  accounts at mark {mark}")
-    print(
-        f"  {'account':<7} {'collateral':>14} {'uPnL':>10} {'equity':>14} "
-        f"{'pos IM':>10} {'order IM':>10} {'available':>14} {'MM':>8} {'position':>10}"
-    )
-    for name in ("maker", "taker"):
-        v = ex.account_view(name)
-        size = sum(p.size for p in v.positions)
-        print(
-            f"  {name:<7} {usdt(v.collateral):>14} {usdt(v.unrealized_pnl):>10} "
-            f"{usdt(v.equity):>14} {usdt(v.position_margin):>10} {usdt(v.order_margin):>10} "
-            f"{usdt(v.available):>14} {usdt(v.maintenance_margin):>8} "
-            f"{inst.qty_to_decimal(size):>10}"
-        )
-
-
-def main() -> None:
-    clock = ManualClock(1_767_225_600_000)  # 2026-01-01T00:00:00Z
-    ex = Exchange(default_instruments(), clock=clock)
-    inst = ex.markets[SYMBOL].instrument
-
-    def run(title: str, *commands: object) -> None:
-        print(f"\n== {title}")
-        for command in commands:
-            for event in ex.submit(command):  # type: ignore[arg-type]
-                print(describe(event, inst))
-            clock.advance(250)
-
-    run(
-        "Two accounts deposit USDT",
-        Deposit("maker", money_units("250000")),
-        Deposit("taker", money_units("20000")),
-    )
-    ladder = []
-    for i in range(1, 4):
-        for side, sign in ((Side.BUY, -1), (Side.SELL, 1)):
-            price = inst.price_to_ticks(Decimal(60000) + sign * Decimal(5) * i)
-            qty = inst.qty_to_lots(Decimal("0.05") * i)
-            ladder.append(
-                PlaceOrder("maker", SYMBOL, side, qty, price=price, client_id=f"mm-{side.name}-{i}")
+    async def call(self, method: str, path: str, body: Any = None) -> Any:
+        raw = b"" if body is None else orjson.dumps(body)
+        headers = signed_headers(DEMO_KEY, DEMO_SECRET, method, path, raw, int(time.time() * 1000))
+        r = await self.http.request(method, path, content=raw or None, headers=headers)
+        data = r.json()
+        if r.status_code >= 400:
+            print(
+                f"           ! {method} {path}: {r.status_code} {data['code']}: {data['message']}"
             )
-    run("The maker quotes a ladder around 60,000", *ladder)
-    print_book(ex, inst)
-    run(
-        "The taker buys 0.2 BTC at market (sweeps two levels)",
-        PlaceOrder("taker", SYMBOL, Side.BUY, inst.qty_to_lots("0.2"), order_type=OrderType.MARKET),
-    )
-    print_book(ex, inst)
-    print_accounts(ex, inst)
-    run("The mark rises to 60,600", SetMarkPrice(SYMBOL, inst.price_to_ticks("60600")))
-    print_accounts(ex, inst)
-    run(
-        "A post-only order that would take is refused, and changes nothing",
-        PlaceOrder(
-            "taker",
-            SYMBOL,
-            Side.BUY,
-            inst.qty_to_lots("0.01"),
-            price=inst.price_to_ticks("60015"),
-            tif=TimeInForce.POST_ONLY,
-        ),
-    )
-    run(
-        "The taker closes with a reduce-only IOC sell of 1 BTC (clipped to the 0.2 held)",
-        PlaceOrder(
-            "taker",
-            SYMBOL,
-            Side.SELL,
-            inst.qty_to_lots("1"),
-            price=inst.price_to_ticks("59900"),
-            tif=TimeInForce.IOC,
-            reduce_only=True,
-        ),
-    )
-    print_book(ex, inst)
-    print_accounts(ex, inst)
-    print(f"\n  fees collected by the exchange: {usdt(ex.fees_collected)} USDT")
-    liquidation_story(ex, clock, inst)
+        return data
 
+    async def listen(self) -> None:
+        ws_url = self.url.replace("http", "ws", 1) + "/v1/ws"
+        async with websockets.connect(ws_url) as ws:
+            ts = str(int(time.time() * 1000))
+            login = {"key": DEMO_KEY, "timestamp": ts, "signature": sign_ws_login(DEMO_SECRET, ts)}
+            await ws.send(orjson.dumps({"op": "login", **login}))
+            channels = [f"ticker:{MARKET}", f"funding:{MARKET}", "orders", "fills", "positions"]
+            await ws.send(orjson.dumps({"op": "subscribe", "channels": channels}))
+            async for raw in ws:
+                self.show(orjson.loads(raw))
 
-def quote_ladder(ex: Exchange, inst: Instrument, center: Decimal) -> None:
-    """The maker re-centres a ladder of bids and asks on the index."""
-    ex.submit(CancelAll("maker", SYMBOL))
-    for i in range(1, 6):
-        for side, sign in ((Side.BUY, -1), (Side.SELL, 1)):
-            price = inst.price_to_ticks(center + sign * Decimal(10) * i)
-            ex.submit(PlaceOrder("maker", SYMBOL, side, inst.qty_to_lots("0.5"), price=price))
+    def show(self, msg: dict[str, Any]) -> None:
+        channel, data = msg.get("channel"), msg.get("data")
+        if channel is None or msg.get("type") == "snapshot":
+            return
+        at = clock(msg["ts"])
+        if channel.startswith("ticker:"):
+            self.tickers += 1
+            if self.tickers % 8 == 1:
+                print(
+                    f"[{at}] ticker  mark {data['mark']}  index {data['index']}  "
+                    f"last {data['last']}  predicted funding {data['predicted_funding_rate']}"
+                )
+        elif channel.startswith("funding:"):
+            print(f"[{at}] FUNDING settled at rate {data['rate']} (mark {data['mark']})")
+        elif channel == "orders" and data["update"] in ("accepted", "canceled", "expired"):
+            if data["type"] == "LIMIT" and data["update"] == "canceled":
+                return  # re-quotes cancel the previous quotes: not news
+            print(
+                f"[{at}] order   {data['update']:<8} {data['side']:<4} {data['qty']} @ "
+                f"{data['price']} ({data['type']} {data['tif']})"
+            )
+        elif channel == "fills":
+            print(
+                f"[{at}] FILL    {data['side']:<4} {data['qty']} @ {data['price']} "
+                f"{data['liquidity']}, fee {data['fee']} USDT"
+            )
+        elif channel == "positions":
+            for p in data:
+                if p["market"] == MARKET and p["size"] != self.size:
+                    self.size = p["size"]
+                    liq = p["liquidation_price"] or "none"
+                    print(
+                        f"[{at}] position {p['size']} BTC, entry {p['entry_price']}, "
+                        f"uPnL {p['unrealized_pnl']}, liquidation price {liq}"
+                    )
 
-
-def liquidation_story(ex: Exchange, clock: ManualClock, inst: Instrument) -> None:
-    """A 50x long meets a falling index: margin call, 20% liquidation steps, finish."""
-    print("\n== A trader goes 2 BTC long at 50x with 3,000 USDT; then the index slides")
-    ex.submit(Deposit("degen", money_units("3000")))
-    ex.submit(SetLeverage("degen", SYMBOL, 50))
-    price = Decimal(60000)
-    for source in ("spot-a", "spot-b", "spot-c"):
-        ex.submit(UpdateIndexSource(SYMBOL, source, inst.price_to_ticks(price)))
-    quote_ladder(ex, inst, price)
-    ex.submit(Tick())
-    for event in ex.submit(
-        PlaceOrder("degen", SYMBOL, Side.BUY, inst.qty_to_lots("2"), order_type=OrderType.MARKET)
-    ):
-        if isinstance(event, Trade):
-            print(describe(event, inst))
-    shown = (MarginCall, LiquidationStarted, LiquidationFill, LiquidationFinished)
-    while price > Decimal(58500):
-        price -= Decimal(50)
-        clock.advance(10_000)
-        for source in ("spot-a", "spot-b", "spot-c"):
-            ex.submit(UpdateIndexSource(SYMBOL, source, inst.price_to_ticks(price)))
-        quote_ladder(ex, inst, price)
-        events = ex.submit(Tick())
-        view = ex.account_view("degen")
-        ratio = "-" if view.margin_ratio is None else f"{view.margin_ratio / 10**6:.1f}%"
-        size = sum(p.size for p in view.positions)
-        notable = [e for e in events if isinstance(e, shown)]
-        if not notable and price % 250 and not view.in_liquidation:
-            continue
-        print(
-            f"  index {price}  mark {inst.price_to_decimal(ex.markets[SYMBOL].mark)}  "
-            f"equity {usdt(view.equity):>10}  MM {usdt(view.maintenance_margin):>8}  "
-            f"ratio {ratio:>7}  position {inst.qty_to_decimal(size)}"
+    async def trade(self, seconds: float) -> None:
+        market = next(m for m in await self.call("GET", "/v1/markets") if m["symbol"] == MARKET)
+        tick = Decimal(market["tick_size"])
+        await self.call("POST", f"/v1/leverage/{MARKET}", {"leverage": 10})
+        await self.call(
+            "POST", "/v1/orders", {"market": MARKET, "side": "BUY", "type": "MARKET", "qty": "0.05"}
         )
-        for event in notable:
-            print("     " + describe_risk(event, inst))
-    fund = ex.account_view(ex.markets[SYMBOL].insurance)
-    print(f"\n  insurance fund balance: {usdt(fund.collateral)} USDT")
+        deadline = asyncio.get_running_loop().time() + seconds
+        while asyncio.get_running_loop().time() < deadline:
+            ticker = await self.call("GET", f"/v1/markets/{MARKET}/ticker")
+            mark = Decimal(ticker["mark"])
+            spread = mark * Decimal("0.0003")
+            bid = ((mark - spread) / tick).to_integral_value() * tick
+            ask = ((mark + spread) / tick).to_integral_value() * tick
+            await self.call("DELETE", f"/v1/orders?market={MARKET}")
+            for side, price in (("BUY", bid), ("SELL", ask)):
+                await self.call(
+                    "POST",
+                    "/v1/orders",
+                    {
+                        "market": MARKET,
+                        "side": side,
+                        "qty": "0.02",
+                        "price": str(price),
+                        "tif": "POST_ONLY",
+                    },
+                )
+            await asyncio.sleep(2)
+        await self.call("DELETE", "/v1/orders")
+
+    async def summary(self) -> None:
+        account = await self.call("GET", "/v1/account")
+        fills = await self.call("GET", "/v1/fills?limit=1000")
+        funding = await self.call("GET", "/v1/funding-payments")
+        fees = sum(Decimal(f["fee"]) for f in fills)
+        paid = sum(Decimal(f["amount"]) for f in funding)
+        print("\nSummary (every figure from the exchange's REST API):")
+        print(f"  collateral {account['collateral']} USDT, equity {account['equity']} USDT")
+        print(f"  margin ratio {account['margin_ratio']}, available {account['available']}")
+        for p in account["positions"]:
+            if p["size"] != "0":
+                print(
+                    f"  {p['market']}: {p['size']} @ {p['entry_price']}, uPnL {p['unrealized_pnl']}"
+                )
+        print(f"  {len(fills)} fills, fees {fees} USDT, funding paid {paid} USDT")
 
 
-def describe_risk(event: Event, inst: Instrument) -> str:
-    if isinstance(event, MarginCall):
-        return f"MARGIN CALL  equity {usdt(event.equity)}  MM {usdt(event.maintenance_margin)}"
-    if isinstance(event, LiquidationStarted):
-        return (
-            f"LIQUIDATION STARTED  equity {usdt(event.equity)} <= MM "
-            f"{usdt(event.maintenance_margin)}; {event.orders_cancelled} orders cancelled"
-        )
-    if isinstance(event, LiquidationFill):
-        return (
-            f"liquidation step ({event.mode}): closed {inst.qty_to_decimal(event.qty)} "
-            f"(book {inst.qty_to_decimal(event.book_qty)}, insurance fund "
-            f"{inst.qty_to_decimal(event.takeover_qty)}, ADL {inst.qty_to_decimal(event.adl_qty)})"
-            f", bankruptcy price {inst.price_to_decimal(event.bankruptcy_price)}, "
-            f"fee {usdt(event.fee)} to the insurance fund"
-        )
-    assert isinstance(event, LiquidationFinished)
-    return f"LIQUIDATION FINISHED  equity {usdt(event.equity)}  MM {usdt(event.maintenance_margin)}"
+async def main(seconds: float) -> None:
+    settings = SandboxSettings(seed=7, speed=Fraction(SPEED), start_ms=START_MS)
+    state = SandboxState(settings.with_demo_account())
+    async with serve(state) as url:
+        print(f"sandbox on {url} (docs: {url}/docs), clock x{SPEED} from {clock(START_MS)} UTC")
+        print(f"bot: {MARKET}, 0.05 BTC long at market, then post-only quotes around the mark\n")
+        bot = Bot(url)
+        listener = asyncio.create_task(bot.listen())
+        try:
+            await bot.trade(seconds)
+            await asyncio.sleep(0.5)  # let the last messages arrive
+            await bot.summary()
+        finally:
+            listener.cancel()
+            with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
+                await listener
+            await bot.http.aclose()
+    print("\nsandbox stopped; everything the demo started has exited")
 
 
 if __name__ == "__main__":
-    main()
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=16, help="how long the bot trades")
+    asyncio.run(main(parser.parse_args().seconds))

@@ -1,0 +1,19 @@
+"""The README's demo runs end to end: sandbox up, bot trades over HTTP and WebSocket, all down."""
+
+from __future__ import annotations
+
+import pytest
+
+from examples import demo
+
+
+async def test_demo_trades_and_stops(capsys: pytest.CaptureFixture[str]) -> None:
+    await demo.main(seconds=2.5)
+    out = capsys.readouterr().out
+    assert "sandbox on http://127.0.0.1:" in out
+    assert "FILL    BUY" in out  # the opening market order filled against simulated liquidity
+    assert "order   accepted BUY  0.02" in out  # a post-only quote
+    assert "ticker  mark" in out
+    assert "Summary" in out and "fills, fees" in out
+    assert "! " not in out  # no request was refused
+    assert out.rstrip().endswith("everything the demo started has exited")
