@@ -122,6 +122,11 @@ class Bot:
             spread = mark * Decimal("0.0003")
             bid = ((mark - spread) / tick).to_integral_value() * tick
             ask = ((mark + spread) / tick).to_integral_value() * tick
+            # Post-only quotes must not cross the book (the exchange would refuse them).
+            if ticker["best_ask"] is not None:
+                bid = min(bid, Decimal(ticker["best_ask"]) - tick)
+            if ticker["best_bid"] is not None:
+                ask = max(ask, Decimal(ticker["best_bid"]) + tick)
             await self.call("DELETE", f"/v1/orders?market={MARKET}")
             for side, price in (("BUY", bid), ("SELL", ask)):
                 await self.call(

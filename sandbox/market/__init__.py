@@ -5,6 +5,7 @@ reads the exchange through its query methods and answers with commands for the c
 submit.
 """
 
+from .flow import FlowConfig, NoiseFlow
 from .index_sim import (
     DEFAULT_CORRELATIONS,
     DEFAULT_PATH_PARAMS,
@@ -40,11 +41,13 @@ __all__ = [
     "THICK",
     "THIN",
     "YEAR_MS",
+    "FlowConfig",
     "IndexPathConfig",
     "IndexSimulator",
     "LiquidityAgent",
     "LiquidityProfile",
     "MarketSimulator",
+    "NoiseFlow",
     "Quotes",
     "SimulatorConfig",
     "agent_account",

@@ -21,7 +21,7 @@ from sandbox.config import SandboxSettings
 from sandbox.engine import Deposit, EngineError, money_units
 from sandbox.engine.commands import Command, UpdateIndexSource
 from sandbox.engine.events import Event, Rejected
-from sandbox.market import THICK, THIN, MarketSimulator
+from sandbox.market import THICK, THIN, MarketSimulator, NoiseFlow
 
 from .auth import Authenticator, KeyStore
 from .core import SandboxCore
@@ -78,9 +78,11 @@ class SandboxState:
         self.rng = random.Random(settings.seed)
         self.simulator: MarketSimulator | None = None
         self.pinned: dict[tuple[str, str], int] = {}  # (market, source) -> ticks set by admin
+        self.flow: NoiseFlow | None = None
         if settings.simulate:
             self.simulator = _make_simulator(settings)
-            for cmd in self.simulator.bootstrap_commands():
+            self.flow = NoiseFlow(settings.instruments, settings.seed)
+            for cmd in [*self.simulator.bootstrap_commands(), *self.flow.bootstrap_commands()]:
                 self.apply(cmd)
         for seed in settings.accounts:
             self.create_account(seed.account_id, seed.key, seed.secret, seed.deposit)
@@ -105,7 +107,7 @@ class SandboxState:
         """Register an API key for ``account`` and deposit; returns the new collateral."""
         if self.keys.get(key) is not None:
             raise ApiError(409, "DUPLICATE_API_KEY", f"API key {key!r} already exists")
-        if account in self.core.exchange.insurance_funds or account.startswith("mm:"):
+        if account in self.core.exchange.insurance_funds or account.startswith(("mm:", "flow:")):
             raise ApiError(403, "RESERVED_ACCOUNT", f"account {account!r} is reserved")
         try:
             amount = money_units(deposit)
@@ -136,6 +138,9 @@ class SandboxState:
                 # An agent's refusal (say, a quote that a user's order just crossed) is
                 # harmless: the agent re-reads the book on its next step.
                 self.core.submit(cmd)
+            if self.flow is not None:
+                for cmd in self.flow.step(self.core.exchange, dt_ms):
+                    self.core.submit(cmd)
         elif self.pinned:
             for (market, source), ticks in self.pinned.items():
                 self.core.submit(UpdateIndexSource(market, source, ticks))

@@ -129,10 +129,61 @@ def wire_details(details: dict[str, Any], inst: Instrument | None) -> dict[str, 
     return out
 
 
+# The engine words its messages in engine units (ticks, lots, 1e-8 USDT); on the wire, the
+# messages that quote numbers are rebuilt from the converted details.
+_MESSAGES: dict[RejectCode, tuple[str, str]] = {
+    RejectCode.MAX_POSITION_EXCEEDED: (
+        "worst-case position notional {notional} USDT exceeds {max_notional} USDT at "
+        "{leverage}x leverage",
+        "the worst-case position would exceed the bracket limit at this leverage",
+    ),
+    RejectCode.INSUFFICIENT_MARGIN: (
+        "order needs {required} USDT of margin, {available} USDT available",
+        "not enough available margin",
+    ),
+    RejectCode.QTY_BELOW_MIN: ("quantity is below the minimum {min_qty}", "quantity too small"),
+    RejectCode.QTY_ABOVE_MAX: ("quantity is above the maximum {max_qty}", "quantity too large"),
+    RejectCode.POST_ONLY_WOULD_TAKE: (
+        "a post-only order at this price would take the resting {best_price}",
+        "a post-only order at this price would take liquidity",
+    ),
+    RejectCode.NOTIONAL_BELOW_MIN: (
+        "notional {notional} USDT is below the minimum {min_notional} USDT",
+        "notional is below the market's minimum",
+    ),
+    RejectCode.FOK_NOT_FILLABLE: (
+        "fill-or-kill: only {fillable} can fill now",
+        "fill-or-kill: the book cannot fill it now",
+    ),
+    RejectCode.PRICE_OUT_OF_BAND: (
+        "price is outside the band around the mark {mark}: [{min_price}, {max_price}]",
+        "price is outside the band around the mark",
+    ),
+    RejectCode.WITHDRAWAL_EXCEEDS_AVAILABLE: (
+        "withdrawal of {requested} USDT exceeds the {available} USDT available",
+        "withdrawal exceeds the available balance",
+    ),
+}
+
+
+def wire_message(code: RejectCode, message: str, details: dict[str, Any]) -> str:
+    """The engine's message, restated in wire units where it quotes numbers."""
+    if code is RejectCode.INVALID_QUANTITY and "filled" in details:
+        return f"the new quantity must exceed what has filled ({details['filled']})"
+    templates = _MESSAGES.get(code)
+    if templates is None:
+        return message
+    try:
+        return templates[0].format(**details)
+    except (KeyError, IndexError):
+        return templates[1]
+
+
 def rejection_error(event: Rejected, inst: Instrument | None) -> ApiError:
     """The API error for an engine rejection (a duplicate carries the existing order)."""
     details = wire_details(event.details, inst)
-    return ApiError(_REJECT_STATUS.get(event.code, 400), str(event.code), event.message, details)
+    message = wire_message(event.code, event.message, details)
+    return ApiError(_REJECT_STATUS.get(event.code, 400), str(event.code), message, details)
 
 
 def _record_json(inst: Instrument, rec: dict[str, Any]) -> dict[str, Any]:

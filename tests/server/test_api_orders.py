@@ -166,3 +166,17 @@ async def test_leverage_get_and_set(alice: Api) -> None:
     await alice.order(side="BUY", qty="0.1", price="59000")
     account = (await alice.get("/v1/account")).json()
     assert account["order_margin"] == "1180"  # 5900 / 5x
+
+
+async def test_rejection_messages_quote_wire_units(alice: Api, bob: Api) -> None:
+    await bob.order(side="SELL", qty="0.1", price="60000")
+    r = await alice.order(side="BUY", qty="0.01", price="60000", tif="POST_ONLY")
+    assert r.json()["message"] == "a post-only order at this price would take the resting 60000"
+    assert r.json()["details"] == {"best_price": "60000"}
+    r = await alice.order(side="BUY", qty="0.01", price="10000")
+    body = r.json()
+    assert body["details"] == {"mark": "60000", "min_price": "57000", "max_price": "63000"}
+    assert body["message"].endswith("the mark 60000: [57000, 63000]")
+    r = await alice.order(side="BUY", qty="100", price="59000")
+    assert r.json()["message"].startswith("order needs 295000")
+    assert r.json()["details"]["available"] == "100000"
