@@ -79,6 +79,25 @@ class Publisher:
             "asks": [[wire.price(inst, p), wire.qty(inst, q)] for p, q in book.asks.depth(limit)],
         }
 
+    def account_snapshot(self, account: str) -> dict[str, Any] | None:
+        """The ``account`` channel's snapshot (None before the first deposit)."""
+        if account not in self.core.exchange.accounts:
+            return None
+        return wire.account_json(self.core.instruments, self.core.exchange.account_view(account))
+
+    def positions_snapshot(self, account: str) -> list[Any]:
+        snap = self.account_snapshot(account)
+        return [] if snap is None else list(snap["positions"])
+
+    def orders_snapshot(self, account: str) -> list[dict[str, Any]]:
+        """The ``orders`` channel's snapshot: the account's open orders."""
+        if account not in self.core.exchange.accounts:
+            return []
+        return [
+            wire.order_json(self.core.instruments[o.market], o)
+            for o in self.core.exchange.open_orders(account)
+        ]
+
     def is_valid_channel(self, name: str) -> bool:
         prefix, _, sym = name.partition(":")
         if sym:

@@ -64,8 +64,15 @@ async def test_book_stream_matches_rest_and_private_streams_see_own_orders() -> 
             login = {"op": "login", "key": "alice-key", "timestamp": ts}
             await ws.send(orjson.dumps({**login, "signature": sign_ws_login(secret, ts)}))
             assert (await inbox.next(lambda m: m.get("op") == "login"))["account"] == "alice"
-            await ws.send(orjson.dumps({"op": "subscribe", "channels": ["orders", "fills"]}))
+            await ws.send(
+                orjson.dumps({"op": "subscribe", "channels": ["orders", "fills", "account"]})
+            )
             await inbox.next(lambda m: m.get("op") == "subscribed")
+            # Private snapshots: no open orders yet, and the funded account.
+            orders0 = await inbox.next(lambda m: m.get("channel") == "orders")
+            assert (orders0["type"], orders0["data"]) == ("snapshot", [])
+            acct0 = await inbox.next(lambda m: m.get("channel") == "account")
+            assert (acct0["type"], acct0["data"]["collateral"]) == ("snapshot", "100000")
 
             body = orjson.dumps(
                 {"market": "BTC-PERP", "side": "SELL", "qty": "0.5", "price": "60000"}
@@ -78,6 +85,9 @@ async def test_book_stream_matches_rest_and_private_streams_see_own_orders() -> 
             assert diff["data"]["asks"] == [["60000", "0.5"]]
             order = await inbox.next(lambda m: m.get("channel") == "orders")
             assert order["data"]["status"] == "NEW" and order["data"]["update"] == "accepted"
+            assert order["seq"] == orders0["seq"] + 1
+            acct1 = await inbox.next(lambda m: m.get("channel") == "account")
+            assert acct1["data"]["order_margin"] == "1500"  # 0.5 x 60000 / 20x
 
             body = orjson.dumps(
                 {"market": "BTC-PERP", "side": "BUY", "qty": "0.2", "type": "MARKET"}
