@@ -18,7 +18,7 @@ class SimClock:
     ``advance`` only moves forward. ``source`` returns real seconds (monotonic) and is injectable.
     """
 
-    __slots__ = ("_anchor_real", "_anchor_sim", "_source", "_speed")
+    __slots__ = ("_anchor_real", "_anchor_sim", "_ms_per_real_s", "_source", "_speed")
 
     def __init__(
         self,
@@ -30,6 +30,7 @@ class SimClock:
         self._check_speed(speed)
         self._source = source
         self._speed = Fraction(speed)
+        self._ms_per_real_s = float(self._speed * 1000)
         self._anchor_real = source()
         self._anchor_sim = int(time.time() * 1000) if start_ms is None else start_ms
 
@@ -45,8 +46,11 @@ class SimClock:
 
     def now_ms(self) -> int:
         """The simulated time in whole milliseconds since the epoch."""
-        elapsed_real_ms = Fraction(self._source() - self._anchor_real) * 1000
-        return self._anchor_sim + int(elapsed_real_ms * self._speed)
+        # Float arithmetic (one multiplication by a constant) is monotonic and exact to well
+        # under a millisecond; it is called on every command, so it must be cheap.
+        if not self._ms_per_real_s:
+            return self._anchor_sim
+        return self._anchor_sim + int((self._source() - self._anchor_real) * self._ms_per_real_s)
 
     def set_speed(self, speed: int | Fraction) -> None:
         """Run at ``speed`` x real time from now on (0 pauses)."""
@@ -54,6 +58,7 @@ class SimClock:
         self._anchor_sim = self.now_ms()
         self._anchor_real = self._source()
         self._speed = Fraction(speed)
+        self._ms_per_real_s = float(self._speed * 1000)
 
     def pause(self) -> None:
         """Stop simulated time (``advance`` still moves it)."""

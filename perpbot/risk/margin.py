@@ -66,8 +66,11 @@ def mul_rate_floor(amount: int, rate: int) -> int:
 def whole_units(value: Decimal, unit: Decimal | Fraction | int) -> int | None:
     """``value / unit`` if it is a whole number, else None. Exact at any precision (no decimal
     context rounding), for finite ``value`` and positive ``unit``."""
-    ratio = Fraction(value) / Fraction(unit)
-    return ratio.numerator if ratio.denominator == 1 else None
+    # Integer arithmetic on exact ratios (Fraction objects cost ~10x more on the order path).
+    num, den = value.as_integer_ratio()
+    unum, uden = unit.as_integer_ratio()
+    q, r = divmod(num * uden, den * unum)
+    return q if r == 0 else None
 
 
 def _scaled(value: Decimal | str | int, scale: int, what: str) -> int:
