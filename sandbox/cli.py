@@ -104,10 +104,11 @@ def banner(settings: SandboxSettings, url: str) -> str:
 
 
 async def _run(settings: SandboxSettings) -> None:
-    from sandbox.server.runner import uvicorn_config
+    from sandbox.server.runner import tune_gc, uvicorn_config
     from sandbox.server.state import SandboxState
 
     state = SandboxState(settings)
+    tune_gc()
     server = uvicorn.Server(uvicorn_config(state, settings.host, settings.port))
     task = asyncio.create_task(server.serve())
     while not server.started and not task.done():

@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from .auth import AuthError
+from .orders import serve_place_order
 from .state import SandboxState
 from .wire import ApiError
 
@@ -172,6 +173,15 @@ class GuardMiddleware:
                         extra,
                     )
                     return
+
+            if key == "POST /v1/orders":
+                # The hot path: plain ASGI, same implementation as the documented route.
+                try:
+                    await serve_place_order(state, scope, receive, send, extra, MAX_BODY_BYTES)
+                except Exception:  # pragma: no cover - a bug; still answer in the envelope
+                    await _send_error(send, 500, "INTERNAL_ERROR", "unexpected server error")
+                    raise
+                return
 
         started = False
 

@@ -20,17 +20,16 @@ from sandbox.engine import (
     Deposit,
     EngineError,
     Instrument,
-    PlaceOrder,
     SetLeverage,
     money_units,
 )
 from sandbox.engine.book import Order
-from sandbox.engine.commands import OrderType, SelfTradePrevention, Side, TimeInForce
-from sandbox.engine.events import OrderAccepted, Trade
 
 from . import wire
 from .app import JSON_TYPE, WEIGHTS
-from .records import CANDLE_INTERVALS, fill_json
+from .orders import place_order as place_order_impl
+from .orders import request_path, validation_error
+from .records import CANDLE_INTERVALS
 from .state import SandboxState
 from .wire import ApiError, engine_error
 
@@ -70,16 +69,6 @@ def _body_schema(model: type[BaseModel]) -> dict[str, Any]:
     }
 
 
-def _validation(exc: ValidationError) -> ApiError:
-    errors = [
-        {"loc": ["body", *map(str, e["loc"])], "message": e["msg"], "type": e["type"]}
-        for e in exc.errors(include_url=False)
-    ]
-    first = errors[0]
-    where = ".".join(first["loc"][1:]) or "body"
-    return ApiError(422, "VALIDATION_ERROR", f"{where}: {first['message']}", {"errors": errors})
-
-
 def install(app: FastAPI, state: SandboxState) -> None:
     core = state.core
     exchange = core.exchange
@@ -98,12 +87,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
         """The caller's account (verified signature) and the raw body."""
         scope = request.scope
         body = await request.body()
-        qs = scope["query_string"]
-        # The path exactly as sent (percent-escapes included) is what the client signed.
-        raw = scope.get("raw_path")
-        path = raw.decode("latin-1") if raw else scope["path"]
-        if qs:
-            path = f"{path}?{qs.decode('latin-1')}"
+        path = request_path(scope)
         headers = request.headers
         account = auth.verify(
             headers.get(API_KEY_HEADER),
@@ -129,7 +113,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
         try:
             return model.model_validate_json(body or b"null")
         except ValidationError as exc:
-            raise _validation(exc) from None
+            raise validation_error(exc) from None
 
     def convert(fn: Any, *args: Any) -> Any:
         try:
@@ -156,57 +140,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
         with 409 ``DUPLICATE_CLIENT_ORDER_ID`` and the existing order in ``details``, so a
         retry after a lost response never places twice."""
         account, body = await signed(request)
-        req: m.OrderRequest = parse(m.OrderRequest, body)
-        inst = instrument(req.market)
-        if (req.type is m.OrderType.LIMIT) != (req.price is not None):
-            raise ApiError(
-                400, "INVALID_ORDER", "a LIMIT order needs a price; a MARKET order takes none"
-            )
-        qty = convert(inst.qty_to_lots, req.qty)
-        price = None if req.price is None else convert(inst.price_to_ticks, req.price)
-        events = state.apply(
-            PlaceOrder(
-                account,
-                req.market,
-                Side.BUY if req.side is m.Side.BUY else Side.SELL,
-                qty,
-                price,
-                OrderType(req.type.value),
-                None if req.tif is None else TimeInForce(req.tif.value),
-                req.reduce_only,
-                req.client_order_id,
-                None if req.stp is None else SelfTradePrevention(req.stp.value),
-            )
-        )
-        return _json(_order_result(account, inst, events))
-
-    def _order_result(account: str, inst: Instrument, events: list[Any]) -> dict[str, Any]:
-        accepted = next(e for e in events if type(e) is OrderAccepted)
-        order_id = accepted.order_id
-        order = exchange.get_order(account, order_id=order_id)
-        assert order is not None
-        fills = []
-        for ev in events:
-            if type(ev) is Trade and ev.taker_order_id == order_id:
-                fills.append(
-                    fill_json(
-                        inst,
-                        (
-                            ev.trade_id,
-                            order_id,
-                            order.client_id,
-                            ev.stream,
-                            ev.taker_side,
-                            ev.price,
-                            ev.qty,
-                            ev.taker_fee,
-                            False,
-                            ev.taker_realized,
-                            ev.ts,
-                        ),
-                    )
-                )
-        return {"order": wire.order_json(inst, order), "fills": fills}
+        return _json(place_order_impl(state, account, body))
 
     @app.get(
         "/v1/orders",

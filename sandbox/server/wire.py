@@ -65,12 +65,31 @@ def rate(units: int) -> str:
     return _scaled(units, RATE_DECIMALS, _RATE_SCALE)
 
 
+_STEPS: dict[Decimal, tuple[int, int, int]] = {}
+
+
+def _step(size: Decimal) -> tuple[int, int, int]:
+    """``size`` as ``(multiplier, decimals, 10**decimals)``: units * size = units * m / 10**d."""
+    cached = _STEPS.get(size)
+    if cached is None:
+        num, den = size.as_integer_ratio()
+        decimals = 0
+        while 10**decimals % den:
+            decimals += 1
+        cached = _STEPS[size] = (num * 10**decimals // den, decimals, 10**decimals)
+    return cached
+
+
 def price(inst: Instrument, ticks: int) -> str:
-    return _fmt(ticks * inst.tick_size)
+    """Ticks -> the exact decimal price string (``"64250.5"``)."""
+    mult, decimals, scale = _step(inst.tick_size)
+    return _scaled(ticks * mult, decimals, scale)
 
 
 def qty(inst: Instrument, lots: int) -> str:
-    return _fmt(lots * inst.lot_size)
+    """Lots -> the exact decimal quantity string (``"0.012"``)."""
+    mult, decimals, scale = _step(inst.lot_size)
+    return _scaled(lots * mult, decimals, scale)
 
 
 def _fmt(value: Decimal) -> str:
