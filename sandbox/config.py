@@ -142,7 +142,7 @@ def _instrument(spec: dict[str, Any], where: str) -> Instrument:
         if "brackets" in args:
             args["brackets"] = tuple(tuple(row) for row in args["brackets"])
         inst = Instrument.create(symbol, **{k: _str(v) for k, v in args.items()})
-        mode = LiquidationMode(spec.get("liquidation_mode", "incremental"))
+        mode = LiquidationMode(str(spec.get("liquidation_mode", "incremental")).upper())
         hours = int(spec.get("funding_interval_hours", 8))
         if hours not in (1, 2, 4, 8):
             raise ConfigError(f"{where}: funding_interval_hours must be 1, 2, 4 or 8")
