@@ -18,6 +18,8 @@ from sandbox.engine.commands import Command, Deposit, OrderType, PlaceOrder, Sid
 from sandbox.engine.exchange import Exchange
 from sandbox.engine.instruments import Instrument
 
+MAX_ORDERS_PER_STEP = 4  # per market
+
 
 @dataclass(frozen=True, slots=True)
 class FlowConfig:
@@ -58,7 +60,8 @@ class NoiseFlow:
         rate = cfg.orders_per_minute * dt_ms / 60_000
         out: list[Command] = []
         for symbol, inst in self.instruments.items():
-            count = _poisson(self.rng, rate)
+            # At most a few per step: a long jump (an admin advance) must not become a flood.
+            count = min(_poisson(self.rng, rate), MAX_ORDERS_PER_STEP)
             if not count:
                 continue
             mark = exchange.prices(symbol).mark

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import random
 import time
 from collections.abc import Callable
@@ -30,8 +31,11 @@ from .publish import Publisher
 from .throttle import Throttle, ThrottleConfig
 from .wire import ApiError, engine_error, rejection_error
 
+log = logging.getLogger(__name__)
+
 MARKET_STEP_MS = 250  # real milliseconds between market-simulation steps
-MAX_STEP_SIM_MS = 5_000  # simulated time per step at most (an advance is cut into such steps)
+MAX_STEP_SIM_MS = 5_000  # simulated time per step (an advance is cut into such steps) ...
+MAX_ADVANCE_STEPS = 500  # ... or into this many, for long jumps (8 h: ~1 min steps)
 
 
 def wall_ms() -> int:
@@ -168,8 +172,10 @@ class SandboxState:
     def advance(self, ms: int) -> int:
         """Move simulated time forward by ``ms``, stepping the market on the way."""
         remaining = ms
+        # At most MAX_ADVANCE_STEPS market steps, however long the jump (a year stays fast).
+        size = max(MAX_STEP_SIM_MS, -(-ms // MAX_ADVANCE_STEPS))
         while remaining > 0:
-            step = min(remaining, MAX_STEP_SIM_MS)
+            step = min(remaining, size)
             self.clock.advance(step)
             self.step_market(step)
             remaining -= step
@@ -228,7 +234,10 @@ class SandboxState:
             if now > last:
                 dt = now - last
                 last = now
-                self.step_market(dt)
+                try:
+                    self.step_market(dt)
+                except Exception:  # a bug: keep the market alive, say so loudly
+                    log.exception("market step failed")
 
 
 def _throttle_config(limits: dict[str, int]) -> ThrottleConfig:
