@@ -1,7 +1,60 @@
 """perpbot: an async trading-bot SDK for perpetual futures.
 
+::
+
+    import perpbot
+
+    async with perpbot.AsyncClient(api_key="demo-key", api_secret="demo-secret-0123456789") as ex:
+        print(await ex.ticker("BTC-PERP"))
+
+:class:`AsyncClient` (and the blocking :class:`Client`) cover the REST API; the errors are in
+:mod:`perpbot.errors`, the wire models in :mod:`perpbot.models`, retries in :mod:`perpbot.retry`.
 The SDK never imports the sandbox; the shared margin arithmetic lives in :mod:`perpbot.risk.margin`
 so that the sandbox exchange and the pre-trade checker compute identical numbers.
 """
 
 __version__ = "0.1.0"
+
+from .client import AsyncClient, Client
+from .errors import (
+    APIError,
+    AuthError,
+    Banned,
+    DuplicateOrder,
+    InsufficientMargin,
+    InvalidOrder,
+    InvalidRequest,
+    LimitExceeded,
+    NotFound,
+    PerpbotError,
+    RateLimited,
+    RequestTimeout,
+    RiskRejected,
+    ServerError,
+    TransportError,
+    UnknownOrder,
+)
+from .retry import RetryPolicy
+
+__all__ = [
+    "APIError",
+    "AsyncClient",
+    "AuthError",
+    "Banned",
+    "Client",
+    "DuplicateOrder",
+    "InsufficientMargin",
+    "InvalidOrder",
+    "InvalidRequest",
+    "LimitExceeded",
+    "NotFound",
+    "PerpbotError",
+    "RateLimited",
+    "RequestTimeout",
+    "RetryPolicy",
+    "RiskRejected",
+    "ServerError",
+    "TransportError",
+    "UnknownOrder",
+    "__version__",
+]

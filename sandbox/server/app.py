@@ -75,10 +75,19 @@ ORDER_ROUTES = frozenset(
     }
 )
 _STATIC = {k: k for k in WEIGHTS if "{" not in k}
+# A client order id may contain "/" (it arrives decoded), so it matches the rest of the path.
 _TEMPLATES = [
     (
         k.split(" ", 1)[0],
-        re.compile("^" + re.sub(r"\{[a-z_]+\}", "[^/]+", k.split(" ", 1)[1]) + "$"),
+        re.compile(
+            "^"
+            + re.sub(
+                r"\{[a-z_]+\}",
+                lambda p: ".+" if p.group(0) == "{client_order_id}" else "[^/]+",
+                k.split(" ", 1)[1],
+            )
+            + "$"
+        ),
         k,
     )
     for k in WEIGHTS

@@ -208,7 +208,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
         return _json(out[:limit])
 
     @app.get(
-        "/v1/orders/by-client-id/{client_order_id}",
+        "/v1/orders/by-client-id/{client_order_id:path}",
         response_model=m.Order,
         responses=PRIVATE_ERRORS,
         openapi_extra=SIGNED,
@@ -281,7 +281,7 @@ def install(app: FastAPI, state: SandboxState) -> None:
     )
 
     @app.delete(
-        "/v1/orders/by-client-id/{client_order_id}",
+        "/v1/orders/by-client-id/{client_order_id:path}",
         summary="Cancel by client order id",
         **cancel_doc,
     )
@@ -293,7 +293,9 @@ def install(app: FastAPI, state: SandboxState) -> None:
         return await _cancel(request, order_id, None)
 
     @app.patch(
-        "/v1/orders/by-client-id/{client_order_id}", summary="Amend by client order id", **amend_doc
+        "/v1/orders/by-client-id/{client_order_id:path}",
+        summary="Amend by client order id",
+        **amend_doc,
     )
     async def amend_by_client_id(request: Request, client_order_id: ClientIdPath) -> Response:
         """Change price and/or total quantity; a price change or size increase loses priority."""

@@ -180,3 +180,13 @@ async def test_rejection_messages_quote_wire_units(alice: Api, bob: Api) -> None
     r = await alice.order(side="BUY", qty="100", price="59000")
     assert r.json()["message"].startswith("order needs 295000")
     assert r.json()["details"]["available"] == "100000"
+
+
+async def test_client_ids_with_slashes_and_colons_are_reachable(alice: Api) -> None:
+    r = await alice.order(side="BUY", qty="0.01", price="59000", client_order_id="grid/1:a")
+    assert r.status_code == 200, r.text
+    path = "/v1/orders/by-client-id/grid%2F1:a"
+    got = await alice.get(path)
+    assert (got.status_code, got.json()["client_order_id"]) == (200, "grid/1:a")
+    assert "x-pb-used-weight-1m" in got.headers  # throttled like any other route
+    assert (await alice.delete(path)).json()["status"] == "CANCELED"
