@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/bench_liquidation.py
 	@command -v wrk >/dev/null || apt-get install -y wrk >/dev/null 2>&1 || sudo apt-get install -y wrk
 	$(BIN)/python bench/bench_server.py
+	$(BIN)/python bench/bench_sdk.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis

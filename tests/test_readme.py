@@ -51,5 +51,8 @@ def test_readme_bot_runs(sandbox_url: str, capsys: pytest.CaptureFixture[str]) -
     assert len(blocks[0].strip().splitlines()) <= 22
     exec(compile(code, "README.md", "exec"), {})
     out = capsys.readouterr().out
+    assert re.search(r"^book \d+(\.\d)? / \d+(\.\d)? seq \d+$", out, flags=re.M), out
     assert re.search(r"^filled 0\.0\d+ @ 6\d{4}(\.\d)? fee 0\.\d+$", out, flags=re.M), out
+    assert re.search(r"^resting SELL 0\.01 @ \d+(\.\d)? NEW$", out, flags=re.M), out
+    assert "canceled: CANCELED" in out
     assert re.search(r"^equity 99\d{3}(\.\d+)? USDT$", out, flags=re.M), out
