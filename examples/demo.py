@@ -3,8 +3,8 @@
 The sandbox runs in this process on 127.0.0.1 (a free port) with its simulated market: index
 sources moving, liquidity agents quoting. The clock runs 60x faster and starts five minutes
 before a funding settlement, so within the demo you see orders, fills, the mark and index
-moving, and a funding payment. The bot talks to the exchange like any other client: signed
-REST requests and the WebSocket, nothing in-process.
+moving, and a funding payment. The bot uses the ``perpbot`` SDK like any other client: signed
+REST requests and a WebSocket stream, nothing in-process.
 
 Its strategy is deliberately simple: buy a small position at market, then keep a post-only bid
 and ask a few basis points around the mark, re-quoting every couple of seconds. It prints what
@@ -16,21 +16,20 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import time
+from collections.abc import Awaitable
 from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
-from typing import Any
+from typing import Any, TypeVar
 
-import httpx
-import orjson
-import websockets
-
-from perpbot.signing import sign_ws_login, signed_headers
+from perpbot import AsyncClient
+from perpbot.errors import APIError
 from sandbox.config import DEMO_KEY, DEMO_SECRET, SandboxSettings
 from sandbox.server.runner import serve
 from sandbox.server.state import SandboxState
 
+T = TypeVar("T")
+CENT = Decimal("0.01")
 MARKET = "BTC-PERP"
 SPEED = 60
 # 07:55 UTC: the 08:00 funding settlement comes five simulated minutes (5 s) into the demo.
@@ -42,41 +41,30 @@ def clock(ts: int) -> str:
 
 
 class Bot:
-    """A signed REST client, a WebSocket reader that prints, and a quoting loop."""
+    """The SDK's client, a stream reader that prints, and a quoting loop."""
 
     def __init__(self, url: str) -> None:
-        self.url = url
-        self.http = httpx.AsyncClient(base_url=url, timeout=5)
+        self.client = AsyncClient(url, DEMO_KEY, DEMO_SECRET, timeout=5)
         self.tickers = 0
         self.size = "0"
 
-    async def call(self, method: str, path: str, body: Any = None) -> Any:
-        raw = b"" if body is None else orjson.dumps(body)
-        headers = signed_headers(DEMO_KEY, DEMO_SECRET, method, path, raw, int(time.time() * 1000))
-        r = await self.http.request(method, path, content=raw or None, headers=headers)
-        data = r.json()
-        if r.status_code >= 400:
-            print(
-                f"           ! {method} {path}: {r.status_code} {data['code']}: {data['message']}"
-            )
-        return data
+    async def call(self, what: Awaitable[T]) -> T | None:
+        """Await a client call; print a refusal instead of raising (it is part of the show)."""
+        try:
+            return await what
+        except APIError as exc:
+            print(f"           ! {exc.status} {exc.code}: {exc.message}")
+            return None
 
     async def listen(self) -> None:
-        ws_url = self.url.replace("http", "ws", 1) + "/v1/ws"
-        async with websockets.connect(ws_url) as ws:
-            ts = str(int(time.time() * 1000))
-            login = {"key": DEMO_KEY, "timestamp": ts, "signature": sign_ws_login(DEMO_SECRET, ts)}
-            await ws.send(orjson.dumps({"op": "login", **login}))
-            channels = [f"ticker:{MARKET}", f"funding:{MARKET}", "orders", "fills", "positions"]
-            await ws.send(orjson.dumps({"op": "subscribe", "channels": channels}))
-            async for raw in ws:
-                self.show(orjson.loads(raw))
+        channels = (f"ticker:{MARKET}", f"funding:{MARKET}", "orders", "fills", "positions")
+        async with self.client.stream(*channels) as stream:
+            async for msg in stream:
+                if msg.type == "update":
+                    self.show(msg.channel, msg.ts, msg.data)
 
-    def show(self, msg: dict[str, Any]) -> None:
-        channel, data = msg.get("channel"), msg.get("data")
-        if channel is None or msg.get("type") == "snapshot":
-            return
-        at = clock(msg["ts"])
+    def show(self, channel: str, ts: int, data: Any) -> None:
+        at = clock(ts)
         if channel.startswith("ticker:"):
             self.tickers += 1
             if self.tickers % 8 == 1:
@@ -103,60 +91,49 @@ class Bot:
                 if p["market"] == MARKET and p["size"] != self.size:
                     self.size = p["size"]
                     liq = p["liquidation_price"] or "none"
+                    entry = p["entry_price"] and Decimal(p["entry_price"]).quantize(CENT)
                     print(
-                        f"[{at}] position {p['size']} BTC, entry {p['entry_price']}, "
+                        f"[{at}] position {p['size']} BTC, entry {entry}, "
                         f"uPnL {p['unrealized_pnl']}, liquidation price {liq}"
                     )
 
     async def trade(self, seconds: float) -> None:
-        market = next(m for m in await self.call("GET", "/v1/markets") if m["symbol"] == MARKET)
-        tick = Decimal(market["tick_size"])
-        await self.call("POST", f"/v1/leverage/{MARKET}", {"leverage": 10})
-        await self.call(
-            "POST", "/v1/orders", {"market": MARKET, "side": "BUY", "type": "MARKET", "qty": "0.05"}
-        )
+        client = self.client
+        market = next(m for m in await client.markets() if m.symbol == MARKET)
+        tick = Decimal(market.tick_size)
+        await self.call(client.set_leverage(MARKET, 10))
+        await self.call(client.create_order(MARKET, "BUY", "0.05", type="MARKET"))
         deadline = asyncio.get_running_loop().time() + seconds
         while asyncio.get_running_loop().time() < deadline:
-            ticker = await self.call("GET", f"/v1/markets/{MARKET}/ticker")
-            mark = Decimal(ticker["mark"])
+            ticker = await client.ticker(MARKET)
+            mark = Decimal(ticker.mark)
             spread = mark * Decimal("0.0003")
             bid = ((mark - spread) / tick).to_integral_value() * tick
             ask = ((mark + spread) / tick).to_integral_value() * tick
             # Post-only quotes must not cross the book (the exchange would refuse them).
-            if ticker["best_ask"] is not None:
-                bid = min(bid, Decimal(ticker["best_ask"]) - tick)
-            if ticker["best_bid"] is not None:
-                ask = max(ask, Decimal(ticker["best_bid"]) + tick)
-            await self.call("DELETE", f"/v1/orders?market={MARKET}")
+            if ticker.best_ask is not None:
+                bid = min(bid, Decimal(ticker.best_ask) - tick)
+            if ticker.best_bid is not None:
+                ask = max(ask, Decimal(ticker.best_bid) + tick)
+            await client.cancel_all_orders(MARKET)
             for side, price in (("BUY", bid), ("SELL", ask)):
-                await self.call(
-                    "POST",
-                    "/v1/orders",
-                    {
-                        "market": MARKET,
-                        "side": side,
-                        "qty": "0.02",
-                        "price": str(price),
-                        "tif": "POST_ONLY",
-                    },
-                )
+                await self.call(client.create_order(MARKET, side, "0.02", price, tif="POST_ONLY"))
             await asyncio.sleep(2)
-        await self.call("DELETE", "/v1/orders")
+        await client.cancel_all_orders()
 
     async def summary(self) -> None:
-        account = await self.call("GET", "/v1/account")
-        fills = await self.call("GET", "/v1/fills?limit=1000")
-        funding = await self.call("GET", "/v1/funding-payments")
-        fees = sum(Decimal(f["fee"]) for f in fills)
-        paid = sum(Decimal(f["amount"]) for f in funding)
+        account = await self.client.account()
+        fills = await self.client.fills(limit=1000)
+        funding = await self.client.funding_payments()
+        fees = sum(Decimal(f.fee) for f in fills)
+        paid = sum(Decimal(f.amount) for f in funding)
         print("\nSummary (every figure from the exchange's REST API):")
-        print(f"  collateral {account['collateral']} USDT, equity {account['equity']} USDT")
-        print(f"  margin ratio {account['margin_ratio']}, available {account['available']}")
-        for p in account["positions"]:
-            if p["size"] != "0":
-                print(
-                    f"  {p['market']}: {p['size']} @ {p['entry_price']}, uPnL {p['unrealized_pnl']}"
-                )
+        print(f"  collateral {account.collateral} USDT, equity {account.equity} USDT")
+        print(f"  margin ratio {account.margin_ratio}, available {account.available}")
+        for p in account.positions:
+            if p.size != "0":
+                entry = Decimal(p.entry_price or 0).quantize(CENT)
+                print(f"  {p.market}: {p.size} @ {entry}, uPnL {p.unrealized_pnl}")
         print(f"  {len(fills)} fills, fees {fees} USDT, funding paid {paid} USDT")
 
 
@@ -174,9 +151,9 @@ async def main(seconds: float) -> None:
             await bot.summary()
         finally:
             listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError, websockets.ConnectionClosed):
+            with contextlib.suppress(asyncio.CancelledError):
                 await listener
-            await bot.http.aclose()
+            await bot.client.aclose()
     print("\nsandbox stopped; everything the demo started has exited")
 
 
