@@ -8,7 +8,9 @@
         print(await ex.ticker("BTC-PERP"))
 
 :class:`AsyncClient` (and the blocking :class:`Client`) cover the REST API; the errors are in
-:mod:`perpbot.errors`, the wire models in :mod:`perpbot.models`, retries in :mod:`perpbot.retry`.
+:mod:`perpbot.errors`, the wire models in :mod:`perpbot.models`, retries in :mod:`perpbot.retry`;
+:class:`Guard` wraps order entry with size limits, the pre-trade risk check of
+:mod:`perpbot.risk` and a kill switch.
 The SDK never imports the sandbox; the shared margin arithmetic lives in :mod:`perpbot.risk.margin`
 so that the sandbox exchange and the pre-trade checker compute identical numbers.
 """
@@ -34,6 +36,7 @@ from .errors import (
     TransportError,
     UnknownOrder,
 )
+from .guard import CcxtGuard, Guard, GuardPolicy, KillSwitchTripped
 from .retry import RetryPolicy
 
 __all__ = [
@@ -41,11 +44,15 @@ __all__ = [
     "AsyncClient",
     "AuthError",
     "Banned",
+    "CcxtGuard",
     "Client",
     "DuplicateOrder",
+    "Guard",
+    "GuardPolicy",
     "InsufficientMargin",
     "InvalidOrder",
     "InvalidRequest",
+    "KillSwitchTripped",
     "LimitExceeded",
     "NotFound",
     "PerpbotError",
