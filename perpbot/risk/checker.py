@@ -39,7 +39,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
-from typing import TYPE_CHECKING, Literal, NamedTuple
+from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar
 
 from perpbot.risk.margin import (
     MONEY_SCALE,
@@ -327,8 +327,8 @@ class RiskReport:
     reasons: list[RiskReason]
     before: AccountMetrics
     after: AccountMetrics
-    liquidation_prices: dict[str, Decimal | None]
-    distance: dict[str, LiquidationDistance]
+    liquidation_prices: Mapping[str, Decimal | None]  # computed when first read
+    distance: Mapping[str, LiquidationDistance]  # computed when first read
     expected_fill: Decimal | None
     fees: Decimal
     funding_cost: Decimal
@@ -738,6 +738,37 @@ def _liquidation_ticks(book: Mapping[str, _Pos], t: _Totals) -> dict[str, int | 
 
 def _prices(book: Mapping[str, _Pos], ticks: Mapping[str, int | None]) -> dict[str, Decimal | None]:
     return {s: None if p is None else book[s].market.price(p) for s, p in ticks.items()}
+
+
+_V = TypeVar("_V")
+
+
+class _Lazy(Mapping[str, _V]):
+    """A read-only mapping computed on first access."""
+
+    __slots__ = ("_compute", "_data")
+
+    def __init__(self, compute: Callable[[], Mapping[str, _V]]) -> None:
+        self._compute: Callable[[], Mapping[str, _V]] | None = compute
+        self._data: Mapping[str, _V] | None = None
+
+    def _get(self) -> Mapping[str, _V]:
+        if self._data is None:
+            assert self._compute is not None
+            self._data, self._compute = self._compute(), None
+        return self._data
+
+    def __getitem__(self, key: str) -> _V:
+        return self._get()[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._get())
+
+    def __len__(self) -> int:
+        return len(self._get())
+
+    def __repr__(self) -> str:
+        return repr(dict(self._get()))
 
 
 class _Bands(Mapping[str, LiquidationBand]):
@@ -1328,17 +1359,20 @@ class _Run:
                 if rate is not None and pos.size:
                     intervals = hours * _HOUR_MS / pos.market.interval_ms
                     funding += money_to_decimal(pos.value()) * rate * intervals
-        ticks = self.liquidations(lots) if market is not None and lots else None
-        if ticks is None:
-            ticks = _liquidation_ticks(book, t)
+        # Liquidation prices, distances and bands are computed when first read (unless a limit
+        # already needed them): a check whose caller only wants the decision does not pay.
+        if market is not None and lots:
+            ticks: Mapping[str, int | None] = _Lazy(lambda: self.liquidations(lots))
+        else:
+            ticks = _Lazy(lambda: _liquidation_ticks(book, t))
         return RiskReport(
             decision=decision,
             allowed_qty=market.qty(lots) if market is not None else Decimal(0),
             reasons=reasons,
             before=before,
             after=_metrics(t),
-            liquidation_prices=_prices(book, ticks),
-            distance=self.distances(book, ticks),
+            liquidation_prices=_Lazy(lambda: _prices(book, ticks)),
+            distance=_Lazy(lambda: self.distances(book, ticks)),
             expected_fill=self.expected_fill,
             fees=money_to_decimal(fee),
             funding_cost=funding,
