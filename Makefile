@@ -35,6 +35,7 @@ bench: $(STAMP)
 	@command -v wrk >/dev/null || apt-get install -y wrk >/dev/null 2>&1 || sudo apt-get install -y wrk
 	$(BIN)/python bench/bench_server.py
 	$(BIN)/python bench/bench_sdk.py
+	$(BIN)/python bench/bench_risk.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .hypothesis
