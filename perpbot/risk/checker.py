@@ -50,8 +50,10 @@ from perpbot.risk.margin import (
     liquidation_price,
     maintenance_margin,
     margin_ratio,
+    max_notional_at,
     money_from_decimal,
     money_to_decimal,
+    order_reserve,
     rate_from_decimal,
     rate_to_decimal,
     whole_units,
@@ -477,30 +479,6 @@ class _Pos:
             reserve,
             notional,
         )
-
-
-def order_reserve(
-    size: int,
-    buy_qty: int,
-    buy_value: int,
-    sell_qty: int,
-    sell_value: int,
-    leverage: int,
-    factor: int,
-) -> int:
-    """Initial margin held by a market's open non-reduce-only orders (docs/mechanics.md §7.2),
-    exactly as the engine's ``order_reserve``."""
-    buy = 0
-    if buy_qty:
-        excess = buy_qty + size if size < 0 else buy_qty
-        if excess > 0:
-            buy = ceil_div(buy_value * excess * factor, buy_qty * leverage)
-    sell = 0
-    if sell_qty:
-        excess = sell_qty - size if size > 0 else sell_qty
-        if excess > 0:
-            sell = ceil_div(sell_value * excess * factor, sell_qty * leverage)
-    return max(buy, sell)
 
 
 def apply_fill(pos: _Pos, side: int, price: int, qty: int) -> int:
@@ -1166,7 +1144,7 @@ class _Run:
                 available=money_to_decimal(self.before.available),
             )
         worst = max(abs(new.size + new.buy_qty), abs(new.size - new.sell_qty))
-        cap = _max_notional_at(market.brackets, new.leverage)
+        cap = max_notional_at(market.brackets, new.leverage)
         exposure = worst * new.mark * market.factor
         if exposure > cap:
             fail(
@@ -1381,12 +1359,3 @@ class _Run:
             slippage=self.slippage,
             order_margin_required=money_to_decimal(required),
         )
-
-
-def _max_notional_at(brackets: Sequence[Bracket], leverage: int) -> int:
-    """Largest position notional allowed at ``leverage`` (as the engine's ``max_notional_at``)."""
-    best = 0
-    for bracket in brackets:
-        if bracket.max_leverage >= leverage:
-            best = bracket.notional_cap
-    return best

@@ -38,10 +38,12 @@ __all__ = [
     "maintenance_margin",
     "margin_ratio",
     "max_leverage_for",
+    "max_notional_at",
     "money_from_decimal",
     "money_to_decimal",
     "mul_rate_ceil",
     "mul_rate_floor",
+    "order_reserve",
     "rate_from_decimal",
     "rate_to_decimal",
     "whole_units",
@@ -233,6 +235,45 @@ def liquidation_price(
 
 
 _PRICE_SEARCH_LIMIT = 2**64
+
+
+def order_reserve(
+    size: int,
+    buy_qty: int,
+    buy_value: int,
+    sell_qty: int,
+    sell_value: int,
+    leverage: int,
+    factor: int,
+) -> int:
+    """Initial margin held by a market's open (non-reduce-only) orders, in money units.
+
+    Only the quantity that would *increase* exposure is margined: buy orders beyond what would
+    close a short, sell orders beyond what would close a long, each valued at the orders' average
+    price. Both sides cannot be filled into exposure at once, so the larger of the two is held:
+    ``ceil(max(buy_excess_value, sell_excess_value) * factor / leverage)``.
+    """
+    buy = 0  # -((-a) // b) is ceil(a / b), inlined: this runs for every order
+    if buy_qty:
+        excess = buy_qty + size if size < 0 else buy_qty
+        if excess > 0:
+            buy = -((-buy_value * excess * factor) // (buy_qty * leverage))
+    sell = 0
+    if sell_qty:
+        excess = sell_qty - size if size > 0 else sell_qty
+        if excess > 0:
+            sell = -((-sell_value * excess * factor) // (sell_qty * leverage))
+    return buy if buy > sell else sell
+
+
+def max_notional_at(brackets: Sequence[Bracket], leverage: int) -> int:
+    """Largest position notional allowed at ``leverage`` (the highest cap whose bracket allows
+    that leverage); 0 if no bracket does."""
+    best = 0
+    for bracket in brackets:
+        if bracket.max_leverage >= leverage:
+            best = bracket.notional_cap
+    return best
 
 
 def _first_true(predicate: Callable[[int], bool], start: int) -> int | None:

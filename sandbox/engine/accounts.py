@@ -13,8 +13,6 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from perpbot.risk.margin import Bracket
-
 from .book import Order
 
 
@@ -54,45 +52,6 @@ class Position:
         self.reserve = 0
         self.open_orders = 0
         self.reduce_only_orders = 0
-
-
-def order_reserve(
-    size: int,
-    buy_qty: int,
-    buy_value: int,
-    sell_qty: int,
-    sell_value: int,
-    leverage: int,
-    factor: int,
-) -> int:
-    """Initial margin held by a market's open (non-reduce-only) orders, in money units.
-
-    Only the quantity that would *increase* exposure is margined: buy orders beyond what would
-    close a short, sell orders beyond what would close a long, each valued at the orders' average
-    price. Both sides cannot be filled into exposure at once, so the larger of the two is held:
-    ``ceil(max(buy_excess_value, sell_excess_value) * factor / leverage)``.
-    """
-    buy = 0  # -((-a) // b) is ceil(a / b), inlined: this runs for every order
-    if buy_qty:
-        excess = buy_qty + size if size < 0 else buy_qty
-        if excess > 0:
-            buy = -((-buy_value * excess * factor) // (buy_qty * leverage))
-    sell = 0
-    if sell_qty:
-        excess = sell_qty - size if size > 0 else sell_qty
-        if excess > 0:
-            sell = -((-sell_value * excess * factor) // (sell_qty * leverage))
-    return buy if buy > sell else sell
-
-
-def max_notional_at(brackets: tuple[Bracket, ...], leverage: int) -> int:
-    """Largest position notional allowed at ``leverage`` (the highest cap whose bracket allows
-    that leverage); 0 if no bracket does."""
-    best = 0
-    for bracket in brackets:
-        if bracket.max_leverage >= leverage:
-            best = bracket.notional_cap
-    return best
 
 
 class Account:

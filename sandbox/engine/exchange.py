@@ -19,10 +19,12 @@ from perpbot.risk.margin import (
     liquidation_price,
     maintenance_margin,
     margin_ratio,
+    max_notional_at,
     mul_rate_ceil,
+    order_reserve,
 )
 
-from .accounts import Account, Position, max_notional_at, order_reserve
+from .accounts import Account, Position
 from .book import CANCELED, EXPIRED, FILLED, PARTIALLY_FILLED, Book, BookSide, Level, Order
 from .clock import Clock
 from .codes import EngineError, RejectCode

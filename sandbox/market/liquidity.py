@@ -31,8 +31,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from perpbot.risk.margin import MONEY_SCALE, RATE_SCALE, ceil_div
-from sandbox.engine.accounts import max_notional_at, order_reserve
+from perpbot.risk.margin import MONEY_SCALE, RATE_SCALE, ceil_div, max_notional_at, order_reserve
 from sandbox.engine.book import Order
 from sandbox.engine.codes import EngineError
 from sandbox.engine.commands import (

@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 from hypothesis.control import currently_in_test_context
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
 
-from perpbot.risk.margin import MONEY_SCALE, RATE_SCALE, ceil_div, maintenance_margin
+from perpbot.risk.margin import MONEY_SCALE, RATE_SCALE, ceil_div, maintenance_margin, order_reserve
 from sandbox.engine import (
     AmendOrder,
     CancelAll,
@@ -61,7 +61,6 @@ from sandbox.engine import (
     UpdateIndexSource,
     Withdraw,
 )
-from sandbox.engine.accounts import order_reserve
 from sandbox.engine.liquidation import steps_for
 
 FUNDING = FundingConfig(interval_ms=600_000)  # a funding every 10 minutes: Ticks cross many

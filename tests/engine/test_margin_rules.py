@@ -21,6 +21,7 @@ from perpbot.risk.margin import (
     initial_margin,
     maintenance_margin,
     max_leverage_for,
+    max_notional_at,
     money_from_decimal,
     money_to_decimal,
     mul_rate_ceil,
@@ -29,7 +30,6 @@ from perpbot.risk.margin import (
     rate_to_decimal,
 )
 from sandbox.engine import default_instruments
-from sandbox.engine.accounts import max_notional_at
 from sandbox.engine.instruments import DEFAULT_BRACKET_ROWS
 
 U = MONEY_SCALE  # units per USDT

@@ -15,7 +15,7 @@ from itertools import pairwise
 
 import pytest
 
-from perpbot.risk.margin import MONEY_SCALE, RATE_SCALE
+from perpbot.risk.margin import MONEY_SCALE, RATE_SCALE, max_notional_at
 from sandbox.engine import (
     AmendOrder,
     CancelAll,
@@ -36,7 +36,6 @@ from sandbox.engine import (
     UpdateIndexSource,
     default_instruments,
 )
-from sandbox.engine.accounts import max_notional_at
 from sandbox.engine.book import Order
 from sandbox.market import (
     DEFAULT_AGENT_COLLATERAL,
