@@ -682,6 +682,25 @@ def _liquidation(pos: _Pos, t: _Totals) -> int | None:
     return liquidation_price(size, cost, factor, brackets, other_equity, other_mm, pos.mark)
 
 
+def _within(pos: _Pos, t: _Totals, num: int, den: int) -> bool:
+    """Whether ``pos``'s cross liquidation price is closer to its mark than ``num/den`` of it
+    (gap * den < num * mark): the engine's condition evaluated once, at the first price past
+    the threshold (liquidation is monotone in the price), exactly like solving and comparing."""
+    size = pos.size
+    if not size:
+        return False
+    mark, factor, brackets = pos.mark, pos.market.factor, pos.market.brackets
+    value = size * mark * factor
+    other_equity = t.collateral + t.upnl - (value - pos.cost)
+    other_mm = t.mm - maintenance_margin(brackets, value if value >= 0 else -value)
+    if size > 0:  # liquidated at and below p: p > mark - mark*num/den
+        price = max(1, (mark * den - mark * num) // den + 1)
+    else:  # liquidated at and above p: p < mark + mark*num/den
+        price = -(-(mark * den + mark * num) // den) - 1
+    v = size * price * factor
+    return other_equity + v - pos.cost <= other_mm + maintenance_margin(brackets, abs(v))
+
+
 def _pressure(pos: _Pos, t: _Totals) -> int | None:
     """The mark (ticks) of ``pos``'s market at which MM >= margin_call_ratio x equity."""
     size, cost, factor, brackets = pos.size, pos.cost, pos.market.factor, pos.market.brackets
@@ -799,6 +818,9 @@ class RiskChecker:
         self.limits = limits or RiskLimits()
         self._markets = {symbol: _Market(r) for symbol, r in self.rules.items()}
         self._cached: tuple[Portfolio, int, tuple[_Slot, ...]] | None = None
+        self._before: (
+            tuple[Portfolio, dict[str, Decimal], dict[str, _Pos], _Totals, AccountMetrics] | None
+        ) = None
         lim = self.limits
         self._max_ratio = (
             None if lim.max_margin_ratio is None else rate_from_decimal(lim.max_margin_ratio)
@@ -902,10 +924,19 @@ class RiskChecker:
         funding_rates: Mapping[str, Decimal] | None = None,
         stress: bool = False,
     ) -> RiskReport:
-        """Check ``order`` against the limits; see :class:`RiskReport`."""
-        collateral, book = self._book(portfolio, marks)
-        before_t = _totals(collateral, book)
-        before = _metrics(before_t)
+        """Check ``order`` against the limits; see :class:`RiskReport`.
+
+        The account's state before the order is kept for the next check: several orders checked
+        against the same portfolio object at equal marks (a quote pair, a ladder) pay for it once.
+        """
+        last = self._before
+        if last is not None and last[0] is portfolio and last[1] == marks:
+            book, before_t, before = last[2], last[3], last[4]
+        else:
+            collateral, book = self._book(portfolio, marks)
+            before_t = _totals(collateral, book)
+            before = _metrics(before_t)
+            self._before = (portfolio, dict(marks), book, before_t, before)
         run = _Run(self, portfolio, book, before_t, order, marks, books, volatility, stress)
         return run.report(before, funding_rates)
 
@@ -986,6 +1017,7 @@ class _Run:
             self.limit_ticks = ticks
         if order.market not in self.book:
             lev = self.leverage.get(order.market) or market.rules.default_leverage
+            self.book = dict(self.book)  # the before-state is shared between checks: copy
             self.book[order.market] = _Pos(
                 market, lev, _units(self.marks[order.market], market.tick, "mark")
             )
@@ -1195,16 +1227,18 @@ class _Run:
         if limits.min_liquidation_distance is not None or (
             limits.min_liquidation_sigmas is not None and self.volatility
         ):
-            _t, book = self.book_after(lots)
-            ticks = self.liquidations(lots)
+            t_after, book = self.book_after(lots)
             dist_num, dist_den = self.checker._min_distance
-            close: dict[str, int | None] = {  # integer pre-screen: gap / mark < num / den
-                s: p
-                for s, p in ticks.items()
-                if p is not None and abs(book[s].mark - p) * dist_den < dist_num * book[s].mark
-            }
             if limits.min_liquidation_sigmas is None or not self.volatility:
-                ticks = close
+                # Only the distance limit: one evaluation per position at the threshold price
+                # instead of solving every liquidation price; solve just the ones too close.
+                ticks = {
+                    s: _liquidation(pos, t_after)
+                    for s, pos in book.items()
+                    if _within(pos, t_after, dist_num, dist_den)
+                }
+            else:
+                ticks = self.liquidations(lots)
             for symbol, dist in self.distances(book, ticks).items():
                 if (
                     limits.min_liquidation_distance is not None

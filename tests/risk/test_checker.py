@@ -316,3 +316,67 @@ def test_every_reason_code_has_a_case() -> None:
     assert produced == list(REASON_CODES)
     for report in reports:
         assert all(isinstance(v, str) for r in report.reasons for v in r.details.values())
+
+
+def test_repeated_checks_share_the_before_state_without_leaking() -> None:
+    """One checker, one portfolio, many orders (a ladder): each report equals a fresh
+    checker's, including an order in a market the portfolio holds nothing in, and a change of
+    marks in the same dict object is seen."""
+    shared = RiskChecker(RULES, RiskLimits(min_available=D(2000)))
+    marks = dict(MARKS)
+    orders = [
+        ProposedOrder(ETH, "SELL", D("1")),
+        ProposedOrder(BTC, "BUY", D("0.2")),
+        ProposedOrder(BTC, "SELL", D("0.5"), D(59100)),
+        ProposedOrder(ETH, "SELL", D("1")),
+    ]
+    for order in orders:
+        got = shared.check(LONG, order, marks=marks)
+        fresh = RiskChecker(RULES, RiskLimits(min_available=D(2000))).check(
+            LONG, order, marks=dict(marks)
+        )
+        assert (got.decision, got.allowed_qty, got.before, got.after) == (
+            fresh.decision,
+            fresh.allowed_qty,
+            fresh.before,
+            fresh.after,
+        )
+        assert dict(got.liquidation_prices) == dict(fresh.liquidation_prices)
+    marks[BTC] = D(58000)  # the same dict, new mark: the cached state must not be reused
+    moved = shared.check(LONG, orders[1], marks=marks)
+    assert moved.before.equity == D(9000) - D(1000)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_distance_screen_equals_solving_every_liquidation_price(seed: int) -> None:
+    """The one-evaluation distance screen agrees with solving each liquidation price exactly
+    and comparing, for positions not already liquidatable."""
+    import random
+
+    from perpbot.risk import OpenOrderSnapshot, PositionSnapshot
+    from perpbot.risk import checker as impl
+
+    rng = random.Random(seed)
+    checker = RiskChecker(RULES, RiskLimits())
+    for _ in range(40):
+        positions = []
+        for symbol, mark in MARKS.items():
+            lots = rng.choice([-1, 1]) * rng.randint(1, 3000)
+            lot = D("0.01") if symbol == "SOL-PERP" else D("0.001")
+            entry = (mark * D(rng.uniform(0.9, 1.1))).quantize(D("0.1"))
+            positions.append(PositionSnapshot(symbol, lot * lots, entry, rng.randint(1, 20)))
+        orders = (OpenOrderSnapshot(BTC, "BUY", D("0.1"), D(58000)),)
+        portfolio = Portfolio(D(rng.randint(2_000, 60_000)), tuple(positions), orders, {})
+        collateral, book = checker._book(portfolio, MARKS)
+        t = impl._totals(collateral, book)
+        for _ in range(5):
+            num, den = rng.randint(1, 300), 1000
+            for pos in book.values():
+                liq = impl._liquidation(pos, t)
+                if liq is None:
+                    expected = False
+                elif (pos.size > 0 and liq >= pos.mark) or (pos.size < 0 and liq <= pos.mark):
+                    continue  # already liquidatable: the screen (rightly) calls it close
+                else:
+                    expected = abs(pos.mark - liq) * den < num * pos.mark
+                assert impl._within(pos, t, num, den) == expected
