@@ -94,10 +94,13 @@ def time_checks(
     repeat: int,
     fresh: bool = False,
 ) -> float:
-    """Mean µs per check (best of ``repeat`` runs). ``fresh``: every check gets a new (equal)
-    Portfolio object, so the checker's cache of the last converted snapshot never hits."""
+    """Mean µs per check (best of ``repeat`` runs). ``fresh``: every check gets a different
+    portfolio (collateral differs by a cent), so the checker's caches of the last snapshot
+    (by identity or equality) never hit: the cost of checking a newly fetched account."""
     order = ProposedOrder("M0-PERP", "BUY", D("0.1"))
-    copies = [replace(p) for _ in range(n)] if fresh else [p] * n
+    copies = (
+        [replace(p, collateral=p.collateral + D(i) / 100) for i in range(n)] if fresh else [p] * n
+    )
     for _ in range(min(n, 50)):  # warm up
         checker.check(p, order, marks=marks, stress=stress)
     best = float("inf")

