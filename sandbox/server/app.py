@@ -31,7 +31,7 @@ from starlette.websockets import WebSocket
 from .auth import AuthError
 from .orders import serve_place_order
 from .state import SandboxState
-from .wire import ApiError
+from .wire import ApiError, error_body
 
 MAX_BODY_BYTES = 64 * 1024
 JSON_TYPE = "application/json"
@@ -111,10 +111,6 @@ def book_weight(query: bytes) -> int:
     match = re.search(rb"(?:^|&)depth=(\d{1,6})", query)
     depth = int(match.group(1)) if match else 20
     return 2 if depth <= 100 else 5 if depth <= 500 else 10
-
-
-def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> bytes:
-    return orjson.dumps({"code": code, "message": message, "details": details or {}})
 
 
 class GuardMiddleware:

@@ -23,9 +23,9 @@ from sandbox.engine.events import Event, OrderAccepted, Trade
 
 from . import wire
 from .auth import AuthError
-from .records import fill_json
+from .records import fill_json, fill_row
 from .state import SandboxState
-from .wire import ApiError, engine_error
+from .wire import ApiError, engine_error, error_body
 
 _SIDES = {m.Side.BUY: Side.BUY, m.Side.SELL: Side.SELL}
 _TYPES = {t: OrderType(t.value) for t in m.OrderType}
@@ -93,25 +93,11 @@ def order_result(
     order_id = accepted.order_id
     order = state.core.exchange.get_order(account, order_id=order_id)
     assert order is not None
-    fills = []
-    for ev in events:
-        if type(ev) is Trade:
-            assert isinstance(ev, Trade)
-            if ev.taker_order_id == order_id:
-                row = (
-                    ev.trade_id,
-                    order_id,
-                    order.client_id,
-                    ev.stream,
-                    ev.taker_side,
-                    ev.price,
-                    ev.qty,
-                    ev.taker_fee,
-                    False,
-                    ev.taker_realized,
-                    ev.ts,
-                )
-                fills.append(fill_json(inst, row))
+    fills = [
+        fill_json(inst, fill_row(ev, False, order.client_id))
+        for ev in events
+        if type(ev) is Trade and ev.taker_order_id == order_id
+    ]
     return {"order": wire.order_json(inst, order), "fills": fills}
 
 
@@ -144,7 +130,7 @@ async def serve_place_order(
             await _send(
                 send,
                 413,
-                _error("PAYLOAD_TOO_LARGE", f"bodies are limited to {max_body} bytes"),
+                error_body("PAYLOAD_TOO_LARGE", f"bodies are limited to {max_body} bytes"),
                 extra_headers,
             )
             return
@@ -166,14 +152,10 @@ async def serve_place_order(
         payload = orjson.dumps(place_order(state, account, body))
         status = 200
     except AuthError as exc:
-        status, payload = 401, _error(str(exc.code), exc.message)
+        status, payload = 401, error_body(str(exc.code), exc.message)
     except ApiError as exc:
         status, payload = exc.status, orjson.dumps(exc.body())
     await _send(send, status, payload, extra_headers)
-
-
-def _error(code: str, message: str) -> bytes:
-    return orjson.dumps({"code": code, "message": message, "details": {}})
 
 
 async def _send(

@@ -29,7 +29,7 @@ from sandbox.engine.events import (
 
 from . import wire
 from .core import SandboxCore
-from .records import _LIQUIDATION_EVENTS, fill_json, liquidation_records
+from .records import _LIQUIDATION_EVENTS, fill_json, fill_row, liquidation_records
 
 PRIVATE_CHANNELS = ("orders", "fills", "positions", "account", "margin", "liquidations")
 
@@ -213,39 +213,12 @@ class Publisher:
 
     def _private_trade(self, ev: Trade, inst: Instrument) -> None:
         hub = self.hub
-        for acct, oid, side, fee, maker, realized in (
-            (
-                ev.maker_account,
-                ev.maker_order_id,
-                -ev.taker_side,
-                ev.maker_fee,
-                True,
-                ev.maker_realized,
-            ),
-            (
-                ev.taker_account,
-                ev.taker_order_id,
-                ev.taker_side,
-                ev.taker_fee,
-                False,
-                ev.taker_realized,
-            ),
-        ):
+        for maker in (True, False):
+            acct = ev.maker_account if maker else ev.taker_account
+            oid = ev.maker_order_id if maker else ev.taker_order_id
             if hub.has_subscribers("fills", acct):
                 order = self.core.exchange.get_order(acct, order_id=oid)
-                row = (
-                    ev.trade_id,
-                    oid,
-                    order.client_id if order is not None else None,
-                    ev.stream,
-                    side,
-                    ev.price,
-                    ev.qty,
-                    fee,
-                    maker,
-                    realized,
-                    ev.ts,
-                )
+                row = fill_row(ev, maker, order.client_id if order is not None else None)
                 hub.publish("fills", fill_json(inst, row), ev.ts, account=acct)
             self._order_update(acct, oid, "trade", ev.ts)
 

@@ -205,37 +205,10 @@ class Records:
             if kind is Trade:
                 assert isinstance(ev, Trade)
                 self.markets[ev.stream].add_trade(ev)
-                taker = ev.taker_side
-                self.account(ev.maker_account).fills.append(
-                    (
-                        ev.trade_id,
-                        ev.maker_order_id,
-                        client_ids.get(ev.maker_order_id),
-                        ev.stream,
-                        -taker,
-                        ev.price,
-                        ev.qty,
-                        ev.maker_fee,
-                        True,
-                        ev.maker_realized,
-                        ev.ts,
-                    )
-                )
-                self.account(ev.taker_account).fills.append(
-                    (
-                        ev.trade_id,
-                        ev.taker_order_id,
-                        client_ids.get(ev.taker_order_id),
-                        ev.stream,
-                        taker,
-                        ev.price,
-                        ev.qty,
-                        ev.taker_fee,
-                        False,
-                        ev.taker_realized,
-                        ev.ts,
-                    )
-                )
+                for maker in (True, False):
+                    oid = ev.maker_order_id if maker else ev.taker_order_id
+                    row = fill_row(ev, maker, client_ids.get(oid))
+                    self.account(ev.maker_account if maker else ev.taker_account).fills.append(row)
             elif kind is FundingSettled:
                 assert isinstance(ev, FundingSettled)
                 self.markets[ev.stream].funding.append((ev.funding_ts, ev.rate, ev.mark))
@@ -295,6 +268,15 @@ class Records:
         if rec is None:
             return []
         return list(rec.liquidations)[-limit:][::-1]
+
+
+def fill_row(ev: Trade, maker: bool, client_id: str | None) -> FillRow:
+    """One side of a trade as that account's fill (side, fee and PnL are that side's)."""
+    if maker:
+        oid, side, fee, pnl = ev.maker_order_id, -ev.taker_side, ev.maker_fee, ev.maker_realized
+    else:
+        oid, side, fee, pnl = ev.taker_order_id, ev.taker_side, ev.taker_fee, ev.taker_realized
+    return (ev.trade_id, oid, client_id, ev.stream, side, ev.price, ev.qty, fee, maker, pnl, ev.ts)
 
 
 def fill_json(inst: Instrument, row: FillRow) -> dict[str, Any]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import orjson
+
 from perpbot.risk.margin import MONEY_DECIMALS, RATE_DECIMALS
 from sandbox.engine import EngineError, Instrument
 from sandbox.engine.book import Order
@@ -34,6 +36,11 @@ class ApiError(Exception):
 
     def body(self) -> dict[str, Any]:
         return {"code": self.code, "message": self.message, "details": self.details}
+
+
+def error_body(code: str, message: str, details: dict[str, Any] | None = None) -> bytes:
+    """The error envelope as JSON bytes (for answers written outside FastAPI)."""
+    return orjson.dumps({"code": code, "message": message, "details": details or {}})
 
 
 # HTTP status per engine rejection (default 400).
