@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import importlib
 import sys
 from dataclasses import replace
 from fractions import Fraction
@@ -29,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="perpbot-sandbox",
         description="A local perpetual-futures exchange for developing trading bots.",
+        epilog="tools: "
+        + "; ".join(f"perpbot-sandbox {n} --help: {h}" for n, (_, h) in SUBCOMMANDS.items()),
     )
     p.add_argument("--host", help="interface to bind (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8765; 0 picks a free one)")
@@ -119,9 +122,20 @@ async def _run(settings: SandboxSettings) -> None:
     await task
 
 
+# ``perpbot-sandbox NAME ...`` hands the rest of the arguments to a tool's own ``main(argv)``.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "scenario": ("sandbox.scenarios.cli", "run a scripted scenario and write its report"),
+    "bands": ("sandbox.monitor.cli", "chart liquidation bands against book depth"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args and args[0] in SUBCOMMANDS:
+        module = importlib.import_module(SUBCOMMANDS[args[0]][0])
+        return int(module.main(args[1:]))
     try:
-        settings = settings_from_args(argv)
+        settings = settings_from_args(args)
     except ConfigError as exc:
         print(f"perpbot-sandbox: {exc}", file=sys.stderr)
         return 2
