@@ -39,7 +39,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, ROUND_FLOOR, ROUND_HALF_EVEN, Decimal
-from typing import TYPE_CHECKING, Literal, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Literal, TypeVar
 
 from perpbot.risk.margin import (
     MONEY_SCALE,
@@ -173,6 +173,9 @@ class PositionSnapshot:
     leverage: int
     cost: Decimal | None = None
 
+    def __post_init__(self) -> None:
+        _finite(self.market, size=self.size, entry_price=self.entry_price, cost=self.cost)
+
 
 @dataclass(frozen=True, slots=True)
 class OpenOrderSnapshot:
@@ -183,6 +186,15 @@ class OpenOrderSnapshot:
     remaining: Decimal
     price: Decimal
     reduce_only: bool = False
+
+    def __post_init__(self) -> None:
+        _finite(self.market, remaining=self.remaining, price=self.price)
+
+
+def _finite(market: str, **values: Decimal | None) -> None:
+    for name, value in values.items():
+        if value is not None and not (isinstance(value, Decimal) and value.is_finite()):
+            raise ValueError(f"{market}: {name} must be a finite Decimal, got {value!r}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,19 +288,95 @@ class RiskReason:
     details: dict[str, str] = field(default_factory=dict)
 
 
-@dataclass(frozen=True, slots=True)
 class AccountMetrics:
-    """Cross-margin state (USDT). ``margin_ratio`` = MM / equity, None when equity <= 0."""
+    """Cross-margin state (USDT). ``margin_ratio`` = MM / equity, None when equity <= 0.
 
-    equity: Decimal
-    maintenance_margin: Decimal
-    initial_margin: Decimal
-    order_margin: Decimal
-    available: Decimal
-    margin_ratio: Decimal | None
-    collateral: Decimal = Decimal(0)
-    unrealized_pnl: Decimal = Decimal(0)
-    notional: Decimal = Decimal(0)
+    Held as exact money units; each figure becomes a ``Decimal`` when read (a check whose
+    caller only looks at the decision does not pay for nine conversions). Immutable.
+    """
+
+    __slots__ = ("_collateral", "_im", "_mm", "_notional", "_om", "_upnl")
+    _FIELDS = (
+        "equity",
+        "maintenance_margin",
+        "initial_margin",
+        "order_margin",
+        "available",
+        "margin_ratio",
+        "collateral",
+        "unrealized_pnl",
+        "notional",
+    )
+
+    def __init__(
+        self, collateral: int, unrealized_pnl: int, im: int, mm: int, om: int, notional: int
+    ) -> None:
+        """All in money units (1e-8 USDT), as the engine keeps them."""
+        self._collateral = collateral
+        self._upnl = unrealized_pnl
+        self._im = im
+        self._mm = mm
+        self._om = om
+        self._notional = notional
+
+    @property
+    def equity(self) -> Decimal:
+        return _usdt(self._collateral + self._upnl)
+
+    @property
+    def maintenance_margin(self) -> Decimal:
+        return _usdt(self._mm)
+
+    @property
+    def initial_margin(self) -> Decimal:
+        return _usdt(self._im)
+
+    @property
+    def order_margin(self) -> Decimal:
+        """Initial margin reserved by open orders."""
+        return _usdt(self._om)
+
+    @property
+    def available(self) -> Decimal:
+        """Equity - initial margin - order margin."""
+        return _usdt(self._collateral + self._upnl - self._im - self._om)
+
+    @property
+    def margin_ratio(self) -> Decimal | None:
+        ratio = margin_ratio(self._mm, self._collateral + self._upnl)
+        return None if ratio is None else rate_to_decimal(ratio)
+
+    @property
+    def collateral(self) -> Decimal:
+        return _usdt(self._collateral)
+
+    @property
+    def unrealized_pnl(self) -> Decimal:
+        return _usdt(self._upnl)
+
+    @property
+    def notional(self) -> Decimal:
+        """Sum of |position notional| at the marks."""
+        return _usdt(self._notional)
+
+    def as_dict(self) -> dict[str, Decimal | None]:
+        """Every figure by name (Decimal USDT; ``margin_ratio`` as a rate)."""
+        return {name: getattr(self, name) for name in self._FIELDS}
+
+    def _key(self) -> tuple[int, ...]:
+        return (self._collateral, self._upnl, self._im, self._mm, self._om, self._notional)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, AccountMetrics):
+            return NotImplemented
+        return self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v}" for k, v in self.as_dict().items())
+        return f"AccountMetrics({shown})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +440,7 @@ class _Market:
         "interval_ms",
         "lot",
         "maker",
+        "max_mmr",
         "min_notional",
         "min_qty",
         "ranges",
@@ -373,6 +462,7 @@ class _Market:
         self.lot = rules.lot_size
         self.factor = int(factor)
         self.brackets = rules.brackets
+        self.max_mmr = max(b.mmr for b in rules.brackets)
         self.maker = rate_from_decimal(rules.maker_fee)
         self.taker = rate_from_decimal(rules.taker_fee)
         self.min_qty = _units(rules.min_qty, rules.lot_size, "min_qty")
@@ -407,17 +497,9 @@ def _units(value: Decimal, unit: Decimal, what: str) -> int:
     return n
 
 
-class _Slot(NamedTuple):
-    """A market of a converted portfolio, before marks (engine units)."""
-
-    market: _Market
-    leverage: int
-    size: int
-    cost: int
-    buy_qty: int
-    buy_value: int
-    sell_qty: int
-    sell_value: int
+# A market of a converted portfolio, before marks (engine units):
+# (market, (leverage, size, cost, buy_qty, buy_value, sell_qty, sell_value)).
+_Slot = tuple["_Market", list[int]]
 
 
 class _Pos:
@@ -545,19 +627,7 @@ def _usdt(units: int) -> Decimal:
 
 
 def _metrics(t: _Totals) -> AccountMetrics:
-    equity = t.collateral + t.upnl
-    ratio = margin_ratio(t.mm, equity)
-    return AccountMetrics(
-        equity=_usdt(equity),
-        maintenance_margin=_usdt(t.mm),
-        initial_margin=_usdt(t.im),
-        order_margin=_usdt(t.om),
-        available=_usdt(equity - t.im - t.om),
-        margin_ratio=None if ratio is None else rate_to_decimal(ratio),
-        collateral=_usdt(t.collateral),
-        unrealized_pnl=_usdt(t.upnl),
-        notional=_usdt(t.gross),
-    )
+    return AccountMetrics(t.collateral, t.upnl, t.im, t.mm, t.om, t.gross)
 
 
 def _boundary(
@@ -701,6 +771,32 @@ def _within(pos: _Pos, t: _Totals, num: int, den: int) -> bool:
     return other_equity + v - pos.cost <= other_mm + maintenance_margin(brackets, abs(v))
 
 
+def _near(book: Mapping[str, _Pos], t: _Totals, num: int, den: int) -> list[tuple[str, _Pos]]:
+    """The positions whose liquidation price is within ``num/den`` of their mark.
+
+    A cheap screen first: moving one position's price by less than ``d = num/den`` of its mark
+    loses less than ``d x |notional|`` of equity and raises maintenance margin by at most
+    ``max_mmr x d x |notional|`` (+1 unit of rounding), so a position whose account slack
+    (equity - MM) exceeds that cannot be liquidated within the distance; only the others get
+    the exact :func:`_within` evaluation.
+    """
+    slack = (t.collateral + t.upnl - t.mm - 1) * den * RATE_SCALE
+    out = []
+    for symbol, pos in book.items():
+        size = pos.size
+        if not size:
+            continue
+        market = pos.market
+        notional = size * pos.mark * market.factor
+        if notional < 0:
+            notional = -notional
+        if slack > num * notional * (RATE_SCALE + market.max_mmr):
+            continue
+        if _within(pos, t, num, den):
+            out.append((symbol, pos))
+    return out
+
+
 def _pressure(pos: _Pos, t: _Totals) -> int | None:
     """The mark (ticks) of ``pos``'s market at which MM >= margin_call_ratio x equity."""
     size, cost, factor, brackets = pos.size, pos.cost, pos.market.factor, pos.market.brackets
@@ -810,6 +906,9 @@ class _Bands(Mapping[str, LiquidationBand]):
 _SIDES = {"BUY": 1, "SELL": -1, "buy": 1, "sell": -1}
 
 
+_MEMO_LIMIT = 4096  # converted snapshots kept (cleared when exceeded)
+
+
 class RiskChecker:
     """Pre-trade checks against ``limits`` for markets with ``rules`` (see the module docs)."""
 
@@ -818,6 +917,9 @@ class RiskChecker:
         self.limits = limits or RiskLimits()
         self._markets = {symbol: _Market(r) for symbol, r in self.rules.items()}
         self._cached: tuple[Portfolio, int, tuple[_Slot, ...]] | None = None
+        # engine units of position/order snapshots seen recently (by value)
+        self._memo: dict[PositionSnapshot | OpenOrderSnapshot, tuple[int, int]] = {}
+        self._mark_ticks: dict[str, tuple[Decimal, int]] = {}  # last mark seen per market
         self._before: (
             tuple[Portfolio, dict[str, Decimal], dict[str, _Pos], _Totals, AccountMetrics] | None
         ) = None
@@ -846,39 +948,57 @@ class RiskChecker:
         if cached is not None and (cached[0] is portfolio or cached[0] == portfolio):
             return cached[1], cached[2]
         slots: dict[str, list[int]] = {}  # symbol -> [leverage, size, cost, bq, bv, sq, sv]
-
-        def slot(symbol: str, leverage: int | None = None) -> list[int]:
-            row = slots.get(symbol)
-            if row is None:
-                market = self._market(symbol)
-                lev = portfolio.leverage.get(symbol) or leverage or market.rules.default_leverage
-                row = slots[symbol] = [lev, 0, 0, 0, 0, 0, 0]
-            return row
-
+        memo = self._memo
+        if len(memo) > _MEMO_LIMIT:
+            memo.clear()
+        markets = self._markets
+        leverage = portfolio.leverage
         for p in portfolio.positions:
-            row = slot(p.market, p.leverage)
-            market = self._markets[p.market]
-            row[1] = _units(p.size, market.lot, "position size")
-            if p.cost is not None:
-                row[2] = money_from_decimal(p.cost)
-            else:
-                exact = (p.size * p.entry_price).scaleb(8)
-                row[2] = int(exact.to_integral_value(rounding=ROUND_HALF_EVEN))
+            # Equal snapshots (an account fetched again, unchanged position) convert once.
+            units = memo.get(p)
+            if units is None:
+                market = self._market(p.market)
+                lots = _units(p.size, market.lot, "position size")
+                if p.cost is not None:
+                    cost = money_from_decimal(p.cost)
+                else:
+                    exact = (p.size * p.entry_price).scaleb(8)
+                    cost = int(exact.to_integral_value(rounding=ROUND_HALF_EVEN))
+                units = memo[p] = (lots, cost)
+            row = slots.get(p.market)
+            if row is None:
+                lev = leverage.get(p.market) or p.leverage
+                row = slots[p.market] = [
+                    lev or markets[p.market].rules.default_leverage,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                    0,
+                ]
+            row[1], row[2] = units
         for o in portfolio.open_orders:
             if o.reduce_only:
                 continue
-            row = slot(o.market)
-            market = self._markets[o.market]
-            lots = _units(o.remaining, market.lot, "order quantity")
-            ticks = _units(o.price, market.tick, "order price")
+            units = memo.get(o)
+            if units is None:
+                market = self._market(o.market)
+                lots = _units(o.remaining, market.lot, "order quantity")
+                ticks = _units(o.price, market.tick, "order price")
+                units = memo[o] = (lots, lots * ticks)
+            row = slots.get(o.market)
+            if row is None:
+                lev = leverage.get(o.market) or markets[o.market].rules.default_leverage
+                row = slots[o.market] = [lev, 0, 0, 0, 0, 0, 0]
             if _SIDES[o.side] > 0:
-                row[3] += lots
-                row[4] += lots * ticks
+                row[3] += units[0]
+                row[4] += units[1]
             else:
-                row[5] += lots
-                row[6] += lots * ticks
+                row[5] += units[0]
+                row[6] += units[1]
         collateral = money_from_decimal(portfolio.collateral)
-        converted = tuple(_Slot(self._markets[symbol], *row) for symbol, row in slots.items())
+        converted = tuple((markets[symbol], row) for symbol, row in slots.items())
         self._cached = (portfolio, collateral, converted)
         return collateral, converted
 
@@ -889,19 +1009,25 @@ class RiskChecker:
         ValueError/KeyError on inexact values, unknown markets or missing marks."""
         collateral, slots = self._convert(portfolio)
         book: dict[str, _Pos] = {}
-        for row in slots:
-            market = row.market
-            mark = marks.get(market.symbol)
+        seen = self._mark_ticks
+        for market, (leverage, size, cost, buy_qty, buy_value, sell_qty, sell_value) in slots:
+            symbol = market.symbol
+            mark = marks.get(symbol)
             if mark is None:
-                raise KeyError(f"no mark for {market.symbol!r}")
-            num, den = mark.as_integer_ratio()
-            ticks, rest = divmod(num * market.tick_den, den * market.tick_num)
-            if rest or ticks <= 0:
-                raise ValueError(f"mark {mark} of {market.symbol} is not a positive tick multiple")
-            pos = book[market.symbol] = _Pos(market, row.leverage, ticks)
-            pos.size, pos.cost = row.size, row.cost
-            pos.buy_qty, pos.buy_value = row.buy_qty, row.buy_value
-            pos.sell_qty, pos.sell_value = row.sell_qty, row.sell_value
+                raise KeyError(f"no mark for {symbol!r}")
+            last = seen.get(symbol)
+            if last is not None and last[0] == mark:
+                ticks = last[1]
+            else:
+                num, den = mark.as_integer_ratio()
+                ticks, rest = divmod(num * market.tick_den, den * market.tick_num)
+                if rest or ticks <= 0:
+                    raise ValueError(f"mark {mark} of {symbol} is not a positive tick multiple")
+                seen[symbol] = (mark, ticks)
+            pos = book[symbol] = _Pos(market, leverage, ticks)
+            pos.size, pos.cost = size, cost
+            pos.buy_qty, pos.buy_value = buy_qty, buy_value
+            pos.sell_qty, pos.sell_value = sell_qty, sell_value
         return collateral, book
 
     # -- state --------------------------------------------------------------------------------
@@ -1236,8 +1362,7 @@ class _Run:
                 # instead of solving every liquidation price; solve just the ones too close.
                 ticks = {
                     s: _liquidation(pos, t_after)
-                    for s, pos in book.items()
-                    if _within(pos, t_after, dist_num, dist_den)
+                    for s, pos in _near(book, t_after, dist_num, dist_den)
                 }
             else:
                 ticks = self.liquidations(lots)

@@ -380,3 +380,36 @@ def test_distance_screen_equals_solving_every_liquidation_price(seed: int) -> No
                 else:
                     expected = abs(pos.mark - liq) * den < num * pos.mark
                 assert impl._within(pos, t, num, den) == expected
+            # the cheap slack screen in front of _within never drops a close position
+            exact = {s for s, pos in book.items() if impl._within(pos, t, num, den)}
+            assert {s for s, _ in impl._near(book, t, num, den)} == exact
+
+
+@pytest.mark.parametrize("bad", [D("NaN"), D("sNaN"), D("Infinity"), 1.5])
+def test_snapshots_refuse_non_finite_or_float_numbers(bad: object) -> None:
+    from perpbot.risk import OpenOrderSnapshot, PositionSnapshot
+
+    with pytest.raises(ValueError, match="finite Decimal"):
+        PositionSnapshot(BTC, bad, D(60000), 5)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="finite Decimal"):
+        OpenOrderSnapshot(BTC, "BUY", D("0.1"), bad)  # type: ignore[arg-type]
+
+
+def test_fresh_equal_snapshots_convert_once_and_match() -> None:
+    """Equal position snapshots inside new Portfolio objects reuse their conversion; the
+    result equals a checker that never saw them."""
+    from dataclasses import replace
+
+    order = ProposedOrder(BTC, "BUY", D("0.1"))
+    warm = RiskChecker(RULES, RiskLimits(min_liquidation_distance=D("0.05")))
+    warm.check(LONG, order, marks=MARKS)
+    fresh = replace(LONG, collateral=LONG.collateral + D("0.01"))
+    memo_size = len(warm._memo)
+    got = warm.check(fresh, order, marks=MARKS)
+    assert len(warm._memo) == memo_size  # nothing converted again
+    cold = RiskChecker(RULES, RiskLimits(min_liquidation_distance=D("0.05")))
+    want = cold.check(fresh, order, marks=MARKS)
+    assert (got.decision, got.before, got.after) == (want.decision, want.before, want.after)
+    assert got.after.equity == want.after.equity and got.before.collateral == LONG.collateral + D(
+        "0.01"
+    )
