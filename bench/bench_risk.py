@@ -9,9 +9,11 @@ limit: margin ratio, available, leverage and liquidation distance are set but no
 resize search runs). Without stress: ``RiskChecker.check`` with the limits above. With stress:
 the same call with ``stress=True`` and ``survive_stress`` (every scenario on the post-trade
 account). Time per check is the best of ``--repeat`` runs of ``N`` back-to-back checks (mean
-over the run), in microseconds. "fresh snapshot" passes a new (equal) Portfolio object to
-every check, so the conversion of the snapshot to engine units, which the checker caches for
-the last portfolio it saw, is paid every time (a bot that builds a snapshot per check).
+over the run), in microseconds. "new account" passes a new Portfolio object to every check
+(collateral differs), so the checker's cache of the last portfolio never hits, while each
+unchanged position's conversion to engine units (memoized by value) does: a bot that re-fetches
+its account before every check. "new positions" also changes every position's size, so nothing
+is reused (the cost right after fills everywhere).
 Bars (issue): 10 positions without stress < 50 µs, with stress < 1 ms. The growth ratio is
 50-position / 10-position time (linear would be 5x).
 """
@@ -93,15 +95,30 @@ def time_checks(
     n: int,
     stress: bool,
     repeat: int,
-    fresh: bool = False,
+    fresh: str = "",
 ) -> float:
-    """Mean µs per check (best of ``repeat`` runs). ``fresh``: every check gets a different
-    portfolio (collateral differs by a cent), so the checker's caches of the last snapshot
-    (by identity or equality) never hit: the cost of checking a newly fetched account."""
+    """Mean µs per check (best of ``repeat`` runs). ``fresh="account"``: every check gets a new
+    portfolio object (collateral differs by a cent, positions equal), so the checker's cache of
+    the last snapshot never hits, but each position's conversion (memoized by value) does: a
+    re-fetched account whose positions did not change. ``fresh="positions"``: every position
+    differs too (sizes move by one lot per check): nothing is reused."""
     order = ProposedOrder("M0-PERP", "BUY", D("0.1"))
-    copies = (
-        [replace(p, collateral=p.collateral + D(i) / 100) for i in range(n)] if fresh else [p] * n
-    )
+    if fresh == "positions":
+        copies = [
+            replace(
+                p,
+                collateral=p.collateral + D(i) / 100,
+                positions=tuple(
+                    replace(x, size=x.size + D(i % 7) / 1000 * (1 if x.size > 0 else -1))
+                    for x in p.positions
+                ),
+            )
+            for i in range(n)
+        ]
+    elif fresh == "account":
+        copies = [replace(p, collateral=p.collateral + D(i) / 100) for i in range(n)]
+    else:
+        copies = [p] * n
     for _ in range(min(n, 50)):  # warm up
         checker.check(p, order, marks=marks, stress=stress)
     best = float("inf")
@@ -128,6 +145,7 @@ def main() -> None:
     checker_rules = rules(max(SIZES))
     results: dict[tuple[int, bool], float] = {}
     fresh: dict[int, float] = {}
+    cold: dict[int, float] = {}
     for stress in (False, True):
         limits = RiskLimits(
             max_margin_ratio=D("0.9"),
@@ -147,10 +165,17 @@ def main() -> None:
             count = n_stress if stress else n_plain
             results[n, stress] = time_checks(checker, p, marks, count, stress, repeat)
             if not stress:
-                fresh[n] = time_checks(checker, p, marks, count, stress, repeat, fresh=True)
-    print(f"{'positions':>9}  {'no stress (µs)':>15}  {'fresh snapshot':>15}  {'stress (µs)':>12}")
+                fresh[n] = time_checks(checker, p, marks, count, stress, repeat, "account")
+                cold[n] = time_checks(checker, p, marks, count, stress, repeat, "positions")
+    print(
+        f"{'positions':>9}  {'no stress (µs)':>15}  {'new account':>12}  "
+        f"{'new positions':>13}  {'stress (µs)':>12}"
+    )
     for n in SIZES:
-        print(f"{n:>9}  {results[n, False]:>15.1f}  {fresh[n]:>15.1f}  {results[n, True]:>12.1f}")
+        print(
+            f"{n:>9}  {results[n, False]:>15.1f}  {fresh[n]:>12.1f}  {cold[n]:>13.1f}  "
+            f"{results[n, True]:>12.1f}"
+        )
     for stress in (False, True):
         label = "stress" if stress else "no stress"
         growth = results[50, stress] / results[10, stress]
