@@ -25,6 +25,7 @@ import dataclasses
 import functools
 import importlib
 import inspect
+import logging
 import time
 import tomllib
 from collections import deque
@@ -70,6 +71,7 @@ __all__ = [
     "VenueDefaults",
 ]
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 _ZERO = Decimal(0)
 _DEFAULT = "*"
@@ -122,8 +124,9 @@ class KillSwitchPolicy(_Plain):
 
 class VenueDefaults(_Plain):
     """What :class:`CcxtGuard` assumes where ccxt's unified structures say nothing: the price
-    bands, a fallback fee, the leverage of a market without a position, and one conservative
-    bracket instead of the venue's tiers: ``maintenance_rate`` on any notional, up to
+    bands, a fallback fee, the leverage of a market without a position, and - for a market whose
+    maintenance tiers ccxt cannot fetch (``fetch_leverage_tiers``), or when ``leverage_tiers``
+    is off - one conservative bracket: ``maintenance_rate`` on any notional, up to
     ``max_leverage`` (positions reported at a higher leverage are checked at this one)."""
 
     settle: str = "USDT"
@@ -133,6 +136,7 @@ class VenueDefaults(_Plain):
     leverage: int = Field(default=10, ge=1)
     max_leverage: int = Field(default=125, ge=1)
     maintenance_rate: Decimal = Field(default=Decimal("0.025"), gt=0, lt=1)
+    leverage_tiers: bool = True
 
 
 RiskValue = bool | Decimal | dict[str, Decimal]
@@ -712,6 +716,58 @@ _MONEY_UNIT = Decimal("1E-8")
 _DECIMAL_PLACES = 2  # ccxt.base.decimal_to_precision.DECIMAL_PLACES
 
 
+def _brackets_from_tiers(tiers: Sequence[Mapping[str, Any]]) -> list[BracketInfo]:
+    """ccxt leverage tiers (``maxNotional``, ``maxLeverage``, ``maintenanceMarginRate``) as our
+    brackets, with the maintenance amount that keeps MM continuous at each edge (as the venues
+    define it). [] if the tiers are unusable (missing fields, not increasing, inexact)."""
+    rows: list[tuple[Decimal, int, Decimal]] = []
+    try:
+        for tier in tiers:
+            cap = tier.get("maxNotional")
+            rows.append(
+                (
+                    Decimal(str(cap)) if cap is not None else Decimal(_HUGE),
+                    int(tier["maxLeverage"]),
+                    Decimal(str(tier["maintenanceMarginRate"])),
+                )
+            )
+    except (KeyError, TypeError, ValueError, ArithmeticError):
+        return []
+    rows.sort(key=lambda r: r[0])
+    out: list[BracketInfo] = []
+    amount = prev_cap = prev_rate = Decimal(0)
+    for cap, leverage, rate in rows:
+        if not (cap > prev_cap and leverage >= 1 and 0 < rate < 1 and rate >= prev_rate):
+            return []
+        if out:
+            amount += prev_cap * (rate - prev_rate)
+        out.append(
+            BracketInfo(
+                notional_cap=_fmt(min(cap, Decimal(_HUGE))),
+                max_leverage=leverage,
+                maintenance_rate=_fmt(rate),
+                maintenance_amount=_fmt(amount),
+            )
+        )
+        prev_cap, prev_rate = cap, rate
+    from .risk.margin import build_brackets, money_from_decimal, rate_from_decimal
+
+    try:  # the checker's exactness rules (whole money units at every edge)
+        build_brackets(
+            [
+                (
+                    money_from_decimal(b.notional_cap),
+                    b.max_leverage,
+                    rate_from_decimal(Decimal(b.maintenance_rate)),
+                )
+                for b in out
+            ]
+        )
+    except ValueError:
+        return []
+    return out
+
+
 def _is_exchange_refusal(exc: BaseException) -> bool:
     """ccxt's InvalidOrder or InsufficientFunds, recognised by name (ccxt is optional)."""
     return any(c.__name__ in ("InvalidOrder", "InsufficientFunds") for c in type(exc).__mro__)
@@ -744,9 +800,32 @@ class CcxtGuard(_GuardCore):
         markets = await _call(self.exchange.load_markets)
         if not isinstance(markets, Mapping):
             markets = getattr(self.exchange, "markets", None) or {}
-        return {str(s): self._market(m) for s, m in markets.items()}
+        tiers = await self._fetch_tiers()
+        return {str(s): self._market(m, tiers.get(str(s))) for s, m in markets.items()}
 
-    def _market(self, m: Mapping[str, Any]) -> MarketInfo:
+    async def _fetch_tiers(self) -> dict[str, list[BracketInfo]]:
+        """The venue's maintenance tiers per symbol, when ccxt can fetch them (else {})."""
+        fetch = getattr(self.exchange, "fetch_leverage_tiers", None)
+        has = getattr(self.exchange, "has", None) or {}
+        if (
+            not self.policy.venue.leverage_tiers
+            or fetch is None
+            or not has.get("fetchLeverageTiers")
+        ):
+            return {}
+        try:
+            rows = await _call(fetch)
+        except Exception as exc:  # the conservative bracket stands in; say so
+            log.warning("fetch_leverage_tiers failed (%s); using venue defaults", exc)
+            return {}
+        out: dict[str, list[BracketInfo]] = {}
+        for symbol, tiers in (rows or {}).items():
+            brackets = _brackets_from_tiers(tiers or [])
+            if brackets:
+                out[str(symbol)] = brackets
+        return out
+
+    def _market(self, m: Mapping[str, Any], tiers: list[BracketInfo] | None = None) -> MarketInfo:
         venue = self.policy.venue
         places = getattr(self.exchange, "precisionMode", None) == _DECIMAL_PLACES
 
@@ -775,7 +854,8 @@ class CcxtGuard(_GuardCore):
             default_leverage=venue.leverage,
             funding_interval_ms=8 * 3_600_000,
             liquidation_mode="UNKNOWN",
-            brackets=[
+            brackets=tiers
+            or [
                 BracketInfo(
                     notional_cap=_HUGE,
                     max_leverage=venue.max_leverage,
@@ -827,7 +907,8 @@ class CcxtGuard(_GuardCore):
         if info is not None:
             mark = _to_tick(mark, Decimal(info.tick_size))
         leverage = int(_dec("leverage", row.get("leverage") or venue.leverage))
-        leverage = max(1, min(leverage, venue.max_leverage))
+        cap = info.brackets[0].max_leverage if info is not None else venue.max_leverage
+        leverage = max(1, min(leverage, cap))
         notional = abs(size) * mark
         upnl = row.get("unrealizedPnl")
         if upnl is None:

@@ -606,3 +606,79 @@ async def test_ccxt_resize_refusal_and_kill_switch(exchange: FakeCcxt) -> None:
     guard.reset()
     await guard.create_order(CCXT_BTC, "limit", "buy", 0.1, 59000)
     assert exchange.count("create_order") == 3
+
+
+BINANCE_TIERS = [  # ccxt's unified leverage tiers (floats, as ccxt gives them)
+    {"tier": 2, "minNotional": 50000, "maxNotional": 600000.0, "maxLeverage": 100,
+     "maintenanceMarginRate": 0.005},
+    {"tier": 1, "minNotional": 0, "maxNotional": 50000.0, "maxLeverage": 125,
+     "maintenanceMarginRate": 0.004},
+    {"tier": 3, "minNotional": 600000, "maxNotional": 3000000.0, "maxLeverage": 75,
+     "maintenanceMarginRate": 0.0065},
+]  # fmt: skip
+
+
+class TieredCcxt(FakeCcxt):
+    def __init__(self, tiers: Any = BINANCE_TIERS, fail: bool = False) -> None:
+        super().__init__()
+        self.has = {"fetchLeverageTiers": True}
+        self.tiers = tiers
+        self.fail = fail
+
+    def fetch_leverage_tiers(self) -> dict[str, Any]:
+        self._log("fetch_leverage_tiers")
+        if self.fail:
+            raise RuntimeError("venue down")
+        return {CCXT_BTC: self.tiers}
+
+
+async def test_ccxt_uses_the_venues_leverage_tiers() -> None:
+    exchange = TieredCcxt()
+    guard = CcxtGuard(exchange, policy())
+    [info] = (await guard._markets()).values()
+    got = [
+        (b.notional_cap, b.max_leverage, b.maintenance_rate, b.maintenance_amount)
+        for b in info.brackets
+    ]
+    # maintenance amounts keep MM continuous at each edge: 50,000 x 0.001; + 600,000 x 0.0015
+    assert got == [
+        ("50000", 125, "0.004", "0"),
+        ("600000", 100, "0.005", "50"),
+        ("3000000", 75, "0.0065", "950"),
+    ]
+    account = await guard._fetch_account()
+    assert account.positions[0].leverage == 30  # under tier one's 125x: kept as reported
+    assert exchange.count("fetch_leverage_tiers") == 1
+    # the tiered checker sees MM = 0.4% of 30,000 = 120 (the conservative default: 2.5% = 750)
+    from perpbot.risk import MarketRules, Portfolio, RiskChecker
+
+    checker = RiskChecker({CCXT_BTC: MarketRules.from_market_info(info)})
+    state = checker.evaluate(Portfolio.from_models(account), marks={CCXT_BTC: Decimal(60000)})
+    assert state.metrics.maintenance_margin == Decimal(120)
+
+
+@pytest.mark.parametrize(
+    ("exchange", "why"),
+    [
+        (TieredCcxt(fail=True), "fetch fails"),
+        (TieredCcxt(tiers=[{"maxNotional": 5e4, "maxLeverage": 125}]), "no rate"),
+        (
+            TieredCcxt(
+                tiers=[
+                    {"maxNotional": 5e4, "maxLeverage": 125, "maintenanceMarginRate": 0.01},
+                    {"maxNotional": 1e5, "maxLeverage": 50, "maintenanceMarginRate": 0.005},
+                ]
+            ),
+            "rates decrease",
+        ),
+        (TieredCcxt(), "turned off"),
+    ],
+)
+async def test_ccxt_falls_back_to_the_conservative_bracket(exchange: TieredCcxt, why: str) -> None:
+    venue: dict[str, Any] = {"maintenance_rate": "0.01"}
+    if why == "turned off":
+        venue["leverage_tiers"] = False
+    guard = CcxtGuard(exchange, policy(venue=venue))
+    [info] = (await guard._fetch_markets()).values()
+    [bracket] = info.brackets
+    assert (bracket.max_leverage, bracket.maintenance_rate) == (125, "0.01"), why
