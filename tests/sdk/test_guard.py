@@ -682,3 +682,14 @@ async def test_ccxt_falls_back_to_the_conservative_bracket(exchange: TieredCcxt,
     [info] = (await guard._fetch_markets()).values()
     [bracket] = info.brackets
     assert (bracket.max_leverage, bracket.maintenance_rate) == (125, "0.01"), why
+
+
+def test_the_documented_policy_file_loads(tmp_path: Path) -> None:
+    """docs/risk.md's example policy is a valid policy (unknown keys would be refused)."""
+    text = (Path(__file__).parents[2] / "docs" / "risk.md").read_text()
+    block = text.split("```toml\n# risk-policy.toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "risk-policy.toml"
+    path.write_text(block)
+    loaded = GuardPolicy.from_toml(path)
+    assert loaded.venue.leverage_tiers is True
+    assert loaded.venue.maintenance_rate == Decimal("0.025")
