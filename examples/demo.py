@@ -1,163 +1,119 @@
-"""``make demo``: start the sandbox exchange, run a small bot against it, stop everything.
+"""``make demo``: a time-warped crash, one bot guarded and one not, in about a minute.
 
-The sandbox runs in this process on 127.0.0.1 (a free port) with its simulated market: index
-sources moving, liquidity agents quoting. The clock runs 60x faster and starts five minutes
-before a funding settlement, so within the demo you see orders, fills, the mark and index
-moving, and a funding payment. The bot uses the ``perpbot`` SDK like any other client: signed
-REST requests and a WebSocket stream, nothing in-process.
+The sandbox exchange starts in this process on a free 127.0.0.1 port, with its simulated market
+(a liquidity agent quoting a deep book, small random flow) and its clock under the admin API's
+control. Two bots connect with the ``perpbot`` SDK, over signed REST and WebSocket like any
+client, and run the same strategy: go long 4 BTC at 20x with 13,000 USDT, buy the dip. One
+sends its orders through ``perpbot.guard.Guard`` (liquidation at least 3 daily sigmas away,
+kill switch after 3 refusals); the other does not.
 
-Its strategy is deliberately simple: buy a small position at market, then keep a post-only bid
-and ask a few basis points around the mark, re-quoting every couple of seconds. It prints what
-the exchange tells it.
+The admin API then drives a crash: the three index sources are pinned 0.2% lower every 10
+simulated seconds until spot is 5% down, and held there. The demo prints what the bots see:
+the guard resizing and refusing, its kill switch tripping, and every step of the unguarded
+bot's partial liquidation as it arrives on its ``liquidations`` channel (quantity closed,
+mark, bankruptcy price, fee, size left, the margin ratio that triggered it). It ends with a
+summary and a report, ``reports/demo/report.md``, with PNG charts: mark vs index vs last, both
+bots' equity and margin ratio, and the liquidation steps. Everything it started is stopped
+before it exits.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
-from collections.abc import Awaitable
-from datetime import UTC, datetime
 from decimal import Decimal
-from fractions import Fraction
-from typing import Any, TypeVar
+from pathlib import Path
 
-from perpbot import AsyncClient
-from perpbot.errors import APIError
-from sandbox.config import DEMO_KEY, DEMO_SECRET, SandboxSettings
-from sandbox.server.runner import serve
-from sandbox.server.state import SandboxState
+from examples.tutorials.t07_pre_trade_guard import (
+    COLLATERAL,
+    CRASH_STEPS,
+    DROP,
+    HOLD_STEPS,
+    STEP_MS,
+    WANT,
+    Story,
+    crash_story,
+    story_charts,
+)
 
-T = TypeVar("T")
-CENT = Decimal("0.01")
-MARKET = "BTC-PERP"
-SPEED = 60
-# 07:55 UTC: the 08:00 funding settlement comes five simulated minutes (5 s) into the demo.
-START_MS = int(datetime(2026, 1, 5, 7, 55, tzinfo=UTC).timestamp() * 1000)
-
-
-def clock(ts: int) -> str:
-    return datetime.fromtimestamp(ts / 1000, UTC).strftime("%H:%M:%S")
+REPORT_DIR = Path("reports/demo")
 
 
-class Bot:
-    """The SDK's client, a stream reader that prints, and a quoting loop."""
-
-    def __init__(self, url: str) -> None:
-        self.client = AsyncClient(url, DEMO_KEY, DEMO_SECRET, timeout=5)
-        self.tickers = 0
-        self.size = "0"
-
-    async def call(self, what: Awaitable[T]) -> T | None:
-        """Await a client call; print a refusal instead of raising (it is part of the show)."""
-        try:
-            return await what
-        except APIError as exc:
-            print(f"           ! {exc.status} {exc.code}: {exc.message}")
-            return None
-
-    async def listen(self) -> None:
-        channels = (f"ticker:{MARKET}", f"funding:{MARKET}", "orders", "fills", "positions")
-        async with self.client.stream(*channels) as stream:
-            async for msg in stream:
-                if msg.type == "update":
-                    self.show(msg.channel, msg.ts, msg.data)
-
-    def show(self, channel: str, ts: int, data: Any) -> None:
-        at = clock(ts)
-        if channel.startswith("ticker:"):
-            self.tickers += 1
-            if self.tickers % 8 == 1:
-                print(
-                    f"[{at}] ticker  mark {data['mark']}  index {data['index']}  "
-                    f"last {data['last']}  predicted funding {data['predicted_funding_rate']}"
-                )
-        elif channel.startswith("funding:"):
-            print(f"[{at}] FUNDING settled at rate {data['rate']} (mark {data['mark']})")
-        elif channel == "orders" and data["update"] in ("accepted", "canceled", "expired"):
-            if data["type"] == "LIMIT" and data["update"] == "canceled":
-                return  # re-quotes cancel the previous quotes: not news
-            print(
-                f"[{at}] order   {data['update']:<8} {data['side']:<4} {data['qty']} @ "
-                f"{data['price']} ({data['type']} {data['tif']})"
-            )
-        elif channel == "fills":
-            print(
-                f"[{at}] FILL    {data['side']:<4} {data['qty']} @ {data['price']} "
-                f"{data['liquidity']}, fee {data['fee']} USDT"
-            )
-        elif channel == "positions":
-            for p in data:
-                if p["market"] == MARKET and p["size"] != self.size:
-                    self.size = p["size"]
-                    liq = p["liquidation_price"] or "none"
-                    entry = p["entry_price"] and Decimal(p["entry_price"]).quantize(CENT)
-                    print(
-                        f"[{at}] position {p['size']} BTC, entry {entry}, "
-                        f"uPnL {p['unrealized_pnl']}, liquidation price {liq}"
-                    )
-
-    async def trade(self, seconds: float) -> None:
-        client = self.client
-        market = next(m for m in await client.markets() if m.symbol == MARKET)
-        tick = Decimal(market.tick_size)
-        await self.call(client.set_leverage(MARKET, 10))
-        await self.call(client.create_order(MARKET, "BUY", "0.05", type="MARKET"))
-        deadline = asyncio.get_running_loop().time() + seconds
-        while asyncio.get_running_loop().time() < deadline:
-            ticker = await client.ticker(MARKET)
-            mark = Decimal(ticker.mark)
-            spread = mark * Decimal("0.0003")
-            bid = ((mark - spread) / tick).to_integral_value() * tick
-            ask = ((mark + spread) / tick).to_integral_value() * tick
-            # Post-only quotes must not cross the book (the exchange would refuse them).
-            if ticker.best_ask is not None:
-                bid = min(bid, Decimal(ticker.best_ask) - tick)
-            if ticker.best_bid is not None:
-                ask = max(ask, Decimal(ticker.best_bid) + tick)
-            await client.cancel_all_orders(MARKET)
-            for side, price in (("BUY", bid), ("SELL", ask)):
-                await self.call(client.create_order(MARKET, side, "0.02", price, tif="POST_ONLY"))
-            await asyncio.sleep(2)
-        await client.cancel_all_orders()
-
-    async def summary(self) -> None:
-        account = await self.client.account()
-        fills = await self.client.fills(limit=1000)
-        funding = await self.client.funding_payments()
-        fees = sum(Decimal(f.fee) for f in fills)
-        paid = sum(Decimal(f.amount) for f in funding)
-        print("\nSummary (every figure from the exchange's REST API):")
-        print(f"  collateral {account.collateral} USDT, equity {account.equity} USDT")
-        print(f"  margin ratio {account.margin_ratio}, available {account.available}")
-        for p in account.positions:
-            if p.size != "0":
-                entry = Decimal(p.entry_price or 0).quantize(CENT)
-                print(f"  {p.market}: {p.size} @ {entry}, uPnL {p.unrealized_pnl}")
-        print(f"  {len(fills)} fills, fees {fees} USDT, funding paid {paid} USDT")
+def write_report(story: Story, out: Path, charts: tuple[Path, ...]) -> Path:
+    """``report.md``: what happened, with the exchange's numbers and the charts."""
+    lines = [
+        "# perpbot demo: a guarded and an unguarded bot in the same crash",
+        "",
+        f"Sandbox {story.url}; BTC-PERP index pinned {DROP:.0%} lower over "
+        f"{CRASH_STEPS * STEP_MS // 1000} simulated seconds, then held for "
+        f"{HOLD_STEPS * STEP_MS // 1000} s. Each bot: {COLLATERAL} USDT, wants {WANT} BTC "
+        "long at 20x and buys the dip.",
+        "",
+        "| | unguarded | guarded |",
+        "|---|---:|---:|",
+        f"| BTC bought | {story.entry['unguarded']} | {story.entry['guarded']} |",
+        f"| liquidation price at entry | {story.liquidation_price['unguarded']} | "
+        f"{story.liquidation_price['guarded']} |",
+        f"| orders refused | {len(story.refusals['unguarded'])} (exchange) | "
+        f"{len(story.refusals['guarded'])} (guard) |",
+        f"| liquidation steps | {len(story.steps)} | {story.guarded_steps} |",
+        f"| position at the end | {story.final_size['unguarded']} | "
+        f"{story.final_size['guarded']} |",
+        f"| equity at the end (USDT) | {story.final_equity['unguarded']:,.2f} | "
+        f"{story.final_equity['guarded']:,.2f} |",
+        "",
+        f"Kill switch: {story.kill_switch or 'not tripped'}.",
+        "",
+        "## The unguarded bot's liquidation steps",
+        "",
+        "| step | closed BTC | mark | bankruptcy price | fee USDT | BTC left | ratio before |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for s in story.steps:
+        ratio = "-" if s.margin_ratio is None else f"{s.margin_ratio:.1%}"
+        lines.append(
+            f"| {s.number} | {s.qty} | {s.mark} | {s.bankruptcy_price} | {s.fee:.2f} | "
+            f"{s.remaining} | {ratio} |"
+        )
+    lines += ["", "## Charts", ""]
+    lines += [f"![{path.stem}]({path.name})" for path in charts]
+    report = out / "report.md"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return report
 
 
-async def main(seconds: float) -> None:
-    settings = SandboxSettings(seed=7, speed=Fraction(SPEED), start_ms=START_MS)
-    state = SandboxState(settings.with_demo_account())
-    async with serve(state) as url:
-        print(f"sandbox on {url} (docs: {url}/docs), clock x{SPEED} from {clock(START_MS)} UTC")
-        print(f"bot: {MARKET}, 0.05 BTC long at market, then post-only quotes around the mark\n")
-        bot = Bot(url)
-        listener = asyncio.create_task(bot.listen())
-        try:
-            await bot.trade(seconds)
-            await asyncio.sleep(0.5)  # let the last messages arrive
-            await bot.summary()
-        finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
-            await bot.client.aclose()
-    print("\nsandbox stopped; everything the demo started has exited")
+async def main(seconds: float = 50.0, out: Path = REPORT_DIR) -> Story:
+    """Run the story, spreading its clock steps over about ``seconds`` of wall time (0: as
+    fast as possible), and write the report to ``out``."""
+    pace = max(0.0, seconds) / (CRASH_STEPS + HOLD_STEPS)
+    story = await crash_story(print, pace_s=pace)
+    print("sandbox stopped; everything the demo started has exited")
+    charts = story_charts(story, out, "perpbot demo")
+    report = write_report(story, out, charts)
+    closed = sum((s.qty for s in story.steps), Decimal(0))
+    print("\nSummary")
+    print(
+        f"  unguarded: {story.entry['unguarded']} BTC, liquidated in {len(story.steps)} steps "
+        f"({closed} BTC closed), equity {story.final_equity['unguarded']:,.2f} USDT"
+    )
+    print(
+        f"  guarded:   {story.entry['guarded']} BTC (resized by the guard), "
+        f"{len(story.refusals['guarded'])} orders refused, kill switch "
+        f"{'tripped' if story.kill_switch else 'armed'}, liquidation steps "
+        f"{story.guarded_steps}, equity {story.final_equity['guarded']:,.2f} USDT"
+    )
+    print(f"  report: {report}")
+    for path in charts:
+        print(f"  chart:  {path}")
+    return story
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=16, help="how long the bot trades")
-    asyncio.run(main(parser.parse_args().seconds))
+    parser.add_argument(
+        "--seconds", type=float, default=50.0, help="wall time to spread the crash over"
+    )
+    parser.add_argument("--out", type=Path, default=REPORT_DIR, help="report directory")
+    args = parser.parse_args()
+    asyncio.run(main(args.seconds, args.out))

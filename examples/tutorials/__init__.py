@@ -1,0 +1,1 @@
+"""The numbered tutorials (see README.md here); each module runs with ``python -m``."""
