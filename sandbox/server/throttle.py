@@ -9,12 +9,14 @@ Budgets, each in fixed windows aligned to multiples of the window length:
 
 A request that would exceed a budget is refused (429, ``Retry-After`` = whole seconds, rounded
 up, until the exhausted window ends) and consumes nothing; the IP or key whose budget it was is
-then *throttled* until that instant. Every request from a throttled client (its IP, or its key)
-is refused with 429 and is a *strike*; at ``strikes_to_ban`` strikes the IP and the key are banned
-(418) for ``ban_base_ms * ban_multiplier ** bans_so_far`` capped at ``ban_max_ms``, where
-``bans_so_far`` restarts at 0 once a client has gone ``ban_memory_ms`` since its last ban ended.
-Requests during a ban get 418 and do not extend it. A client that waits out its ``Retry-After``
-starts afresh with no strikes.
+then *throttled* until that instant. Every request from a weight-throttled client (its IP, or
+its key) is refused with 429 and is a *strike*; a key throttled for its *order* count refuses
+(and strikes) only requests that carry orders: its cancels and reads still pass, within the
+weight budgets, so a bot can always take risk off. At ``strikes_to_ban`` strikes the IP and
+the key are banned (418) for ``ban_base_ms * ban_multiplier ** bans_so_far`` capped at
+``ban_max_ms``, where ``bans_so_far`` restarts at 0 once a client has gone ``ban_memory_ms``
+since its last ban ended. Requests during a ban get 418 and do not extend it. A client that
+waits out its ``Retry-After`` starts afresh with no strikes.
 
 Pure: time enters only through the injected ``now_ms`` (non-negative epoch milliseconds).
 """
@@ -136,6 +138,8 @@ class _Client:
         "o_used",
         "ol_end",
         "ol_used",
+        "orders_reason",
+        "orders_until",
         "strikes",
         "throttle_reason",
         "throttled_until",
@@ -152,6 +156,8 @@ class _Client:
         self.ol_used = 0
         self.throttled_until = 0
         self.throttle_reason: ThrottleReason | None = None
+        self.orders_until = 0  # order-count throttle: refuses only requests carrying orders
+        self.orders_reason: ThrottleReason | None = None
         self.strikes = 0
         self.ban_until = 0
         self.bans = 0
@@ -164,6 +170,7 @@ class _Client:
             and now >= self.o_end
             and now >= self.ol_end
             and now >= self.throttled_until
+            and now >= self.orders_until
             and now >= self.ban_until
             and (self.bans == 0 or now - self.last_ban_end >= ban_memory_ms)
         )
@@ -253,7 +260,7 @@ class Throttle:
         self._apply(config)
         for table in (self._ips, self._keys):
             for client in table.values():
-                client.throttled_until = 0
+                client.throttled_until = client.orders_until = 0
                 client.strikes = 0
 
     def snapshot(self) -> dict[str, Any]:
@@ -350,6 +357,8 @@ class Throttle:
         # Throttled: 429 and a strike, or a ban at the last strike.
         if c.throttled_until > now or (k is not None and k.throttled_until > now):
             return self._strike(now, c, k)
+        if orders and k is not None and k.orders_until > now:
+            return self._strike(now, c, k, orders=True)
 
         # Budgets: refuse (charging nothing) if any would be exceeded.
         reason: ThrottleReason | None = None
@@ -375,8 +384,12 @@ class Throttle:
                     k_reason = ThrottleReason.ORDER_COUNT_1M
                     k_end = k.ol_end
             if k_reason is not None:
-                k.throttled_until = k_end
-                k.throttle_reason = k_reason
+                if k_reason is ThrottleReason.KEY_WEIGHT:
+                    k.throttled_until = k_end
+                    k.throttle_reason = k_reason
+                else:  # an order count: only further orders are refused until k_end
+                    k.orders_until = k_end
+                    k.orders_reason = k_reason
                 k.strikes = 0
                 if reason is None or k_end > end:
                     reason = k_reason
@@ -393,18 +406,24 @@ class Throttle:
         c.w_used += weight
         return Decision(200, None, c.w_used, None if k is None else k.o_used, None)
 
-    def _strike(self, now: int, c: _Client, k: _Client | None) -> Decision:
+    def _strike(self, now: int, c: _Client, k: _Client | None, *, orders: bool = False) -> Decision:
+        """A request refused while throttled (``orders``: by the key's order-count throttle)."""
         ban = False
         end = 0
         reason: ThrottleReason | None = None
         for client in (c, k):
-            if client is not None and client.throttled_until > now:
+            if client is None:
+                continue
+            until, why = client.throttled_until, client.throttle_reason
+            if orders and client is k:
+                until, why = client.orders_until, client.orders_reason
+            if until > now:
                 client.strikes += 1
                 if client.strikes >= self._strikes_to_ban:
                     ban = True
-                if reason is None or client.throttled_until > end:
-                    end = client.throttled_until
-                    reason = client.throttle_reason
+                if reason is None or until > end:
+                    end = until
+                    reason = why
         if ban:
             end = self._ban(now, c)
             if k is not None:
@@ -423,7 +442,7 @@ class Throttle:
             client.bans = 0
         client.ban_until = client.last_ban_end = now + self.ban_duration_ms(client.bans)
         client.bans += 1
-        client.throttled_until = 0
+        client.throttled_until = client.orders_until = 0
         client.strikes = 0
         return client.ban_until
 

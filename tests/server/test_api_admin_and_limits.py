@@ -165,3 +165,26 @@ async def test_injected_faults(alice: Api, http: httpx.AsyncClient, state: Sandb
     assert r.status_code == 422
     await http.post("/v1/admin/faults", json={"duration_ms": 0}, headers=admin_headers())
     assert (await alice.get("/v1/orders")).status_code == 200
+
+
+async def test_order_throttled_key_can_still_cancel_over_http(
+    alice: Api, http: httpx.AsyncClient
+) -> None:
+    """Over the wire: once the key's order count is spent, new orders get 429 but reading and
+    cancelling the resting ones still work (and do not strike)."""
+    r = await http.post("/v1/admin/limits", json={"order_limit": 2}, headers=admin_headers())
+    assert r.status_code == 200, r.text
+    ids = []
+    for i in range(2):
+        r = await alice.order(side="BUY", qty="0.01", price=str(59000 + i))
+        assert r.status_code == 200, r.text
+        ids.append(r.json()["order"]["order_id"])
+    r = await alice.order(side="BUY", qty="0.01", price="59100")
+    assert r.status_code == 429 and r.json()["details"]["limit"] == "ORDER_COUNT_10S"
+    for _ in range(6):  # more than strikes_to_ban: reads never strike
+        assert (await alice.get("/v1/orders")).status_code == 200
+    for order_id in ids:
+        r = await alice.delete(f"/v1/orders/{order_id}")
+        assert r.status_code == 200, r.text
+    r = await alice.order(side="BUY", qty="0.01", price="59100")
+    assert r.status_code == 429  # still throttled for orders, not banned

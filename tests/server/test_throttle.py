@@ -266,13 +266,26 @@ def test_unkeyed_requests_are_not_hit_by_a_throttled_key(th: Throttle) -> None:
 def test_a_throttled_key_strikes_from_any_ip_and_bans_ip_and_key(th: Throttle) -> None:
     th.check("ip1", "k", 0, 3)
     assert th.check("ip1", "k", 0, 1).reason == ThrottleReason.ORDER_COUNT_10S
-    assert th.check("ip2", "k", 0, 0).reason == ThrottleReason.ORDER_COUNT_10S  # strike 1
-    assert th.check("ip3", "k", 0, 0).status == 429  # strike 2
-    assert th.check("ip4", "k", 0, 0).status == 418  # strike 3: k and ip4 banned
+    assert th.check("ip2", "k", 0, 1).reason == ThrottleReason.ORDER_COUNT_10S  # strike 1
+    assert th.check("ip3", "k", 0, 1).status == 429  # strike 2
+    assert th.check("ip4", "k", 0, 1).status == 418  # strike 3: k and ip4 banned
     assert th.check("ip4", None, 0, 0).status == 418
     assert th.check("ip5", "k", 0, 0).status == 418
     assert th.check("ip1", None, 0, 0).allowed  # ip1 earned nothing
     assert th.check("ip4", "k9", 0, 0).status == 418
+
+
+def test_an_order_throttled_key_can_still_cancel_and_read(th: Throttle) -> None:
+    """Only requests carrying orders are refused (and strike) while the order count is spent:
+    cancels and reads pass within the weight budget, without strikes."""
+    th.check("ip", "k", 0, 3)
+    assert th.check("ip", "k", 1, 1).reason == ThrottleReason.ORDER_COUNT_10S
+    for used in range(1, 5):  # more times than strikes_to_ban (3), within the key's weight (6)
+        assert th.check("ip", "k", 1, 0) == ok(used, 3)  # a cancel / a read
+    assert th.check("ip", "k", 1, 1).status == 429  # strike 1 of 3
+    assert th.check("ip", "k", 1, 1).status == 429  # strike 2
+    assert th.check("ip", "k", 1, 1).status == 418  # strike 3
+    assert th.check("ip", "k", 1, 0).status == 418  # a ban refuses everything
 
 
 def test_a_throttled_ip_strikes_with_any_key(th: Throttle) -> None:
