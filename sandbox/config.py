@@ -28,6 +28,14 @@ A TOML file may set any of these (every key optional)::
     funding_interval_hours = 8
     brackets = [["50000", 125, "0.004"], ["600000", 100, "0.005"]]
 
+    [[faults]]                    # a fault plan in simulated time (docs/scenarios.md)
+    kind = "http_error"
+    status = 500
+    rate = "0.1"
+    route = "/v1/orders*"
+    start_ms = 60000
+    end_ms = 120000
+
     [[accounts]]
     key = "demo-key"
     secret = "demo-secret-please-change"
@@ -81,6 +89,7 @@ class SandboxSettings:
     limits: dict[str, int] = field(default_factory=dict)
     start_ms: int | None = None
     auth_window_ms: int = 5_000  # accepted clock skew of signed requests (replays refused)
+    faults: tuple[dict[str, Any], ...] = ()  # [[faults]]: a fault plan (sandbox/server/faults.py)
 
     def with_demo_account(self) -> SandboxSettings:
         """Add the demo account unless one with its key is already configured."""
@@ -183,6 +192,7 @@ _TOP_KEYS = {
     "host",
     "port",
     "auth_window_ms",
+    "faults",
 }
 
 
@@ -240,4 +250,15 @@ def load_config(path: str | Path, base: SandboxSettings | None = None) -> Sandbo
             except KeyError as exc:
                 raise ConfigError(f"{path}: accounts[{i}] needs {exc}") from exc
         changes["accounts"] = (*settings.accounts, *seeds)
+    if "faults" in data:
+        from sandbox.server.faults import load_specs
+
+        raw = data["faults"]
+        if not isinstance(raw, list) or not all(isinstance(f, dict) for f in raw):
+            raise ConfigError(f"{path}: [[faults]] must be a list of tables")
+        try:
+            load_specs(raw)
+        except ValueError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+        changes["faults"] = tuple(dict(f) for f in raw)
     return replace(settings, **changes)

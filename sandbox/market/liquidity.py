@@ -224,6 +224,8 @@ class LiquidityAgent:
         self.max_inventory = profile.inventory_limit(instrument, reference)
         self.planned_quotes: Quotes = NO_QUOTES
         """Own best bid and ask once the last :meth:`commands` are applied."""
+        self.centre_shift_bps = 0.0
+        """Quote around the index shifted by this many bps (fault injection: mark divergence)."""
         self._serial = 0
 
     # -- the one entry point ------------------------------------------------------------------
@@ -253,7 +255,10 @@ class LiquidityAgent:
             self.planned_quotes = plan.quotes()
             return []
         others = tighter_quotes(self._others_best(exchange, own), others)
-        targets, thresholds = self._targets(prices.index, mark, size, plan.max_exposure, others)
+        fair = prices.index
+        if self.centre_shift_bps:
+            fair = max(1, fair + round(fair * self.centre_shift_bps / BPS))
+        targets, thresholds = self._targets(fair, mark, size, plan.max_exposure, others)
 
         slots: dict[tuple[int, int], Order] = {}
         cancels: list[Order] = []

@@ -179,6 +179,21 @@ class GuardMiddleware:
                     )
                     return
 
+            planned = state.fault_plan.http(method, path) if state.fault_plan.specs else None
+            if planned is not None:  # a fault plan (sandbox/server/faults.py), simulated time
+                if planned.delay_ms:
+                    await asyncio.sleep(planned.delay_ms / 1000)
+                if planned.status:
+                    details = {"fault": planned.kind, "status": planned.status}
+                    msg = f"injected fault: HTTP {planned.status} on purpose (not a bug)"
+                    await _send_error(send, planned.status, "FAULT_INJECTED", msg, details, extra)
+                    return
+                if planned.drop:
+                    await self._dropped(scope, receive, planned.hold_ms)
+                    msg = "injected fault: the request was applied but its response was dropped"
+                    await _send_error(send, 504, "RESPONSE_DROPPED", msg, {}, extra)
+                    return
+
             if key == "POST /v1/orders":
                 # The hot path: plain ASGI, same implementation as the documented route.
                 try:

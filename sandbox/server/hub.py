@@ -194,6 +194,9 @@ class Hub:
         self._published = 0
         self._delivered = 0
         self._dropped_slow = 0
+        self.fault: Callable[[int, Payload], list[Payload] | None] | None = None
+        """Fault injection (sandbox.server.faults): per client, what to deliver instead of a
+        data message (None: disconnect it). Unset in normal operation."""
 
     # -- observability -------------------------------------------------------------------------
 
@@ -281,6 +284,9 @@ class Hub:
         return raw if self._binary else raw.decode()
 
     def _fan_out(self, clients: Iterable[Client], payload: Payload, *, count: bool = False) -> None:
+        if count and self.fault is not None:
+            self._fan_out_faulty(clients, payload, self.fault)
+            return
         max_queue = self.max_queue
         full: list[Client] | None = None
         sent = 0
@@ -303,6 +309,28 @@ class Hub:
         if full is not None:
             for client in full:
                 self._drop_slow(client)
+
+    def _fan_out_faulty(
+        self,
+        clients: Iterable[Client],
+        payload: Payload,
+        fault: Callable[[int, Payload], list[Payload] | None],
+    ) -> None:
+        for client in list(clients):
+            out = fault(client.id, payload)
+            if out is None:
+                self._close(client, 4009, "injected fault: disconnect")
+                continue
+            for item in out:
+                if self._offer(client, item):
+                    self._delivered += 1
+
+    def disconnect(self, choose: Callable[[Client], bool], code: int, reason: str) -> int:
+        """Close every client ``choose`` picks (fault injection); returns how many."""
+        picked = [c for c in sorted(self._clients, key=lambda c: c.id) if choose(c)]
+        for client in picked:
+            self._close(client, code, reason)
+        return len(picked)
 
     def _offer(self, client: Client, payload: Payload) -> bool:
         if len(client._queue) >= self.max_queue:

@@ -27,6 +27,7 @@ from sandbox.engine.book import Order
 
 from . import wire
 from .app import JSON_TYPE, WEIGHTS
+from .faults import FaultPlanRequest, spec_from_model
 from .orders import place_order as place_order_impl
 from .orders import request_path, validation_error
 from .records import CANDLE_INTERVALS
@@ -730,6 +731,39 @@ def install(app: FastAPI, state: SandboxState) -> None:
         return _json({"ok": True, "details": req.model_dump()})
 
     @app.post(
+        "/v1/admin/fault-plan",
+        response_model=m.OkResponse,
+        responses=admin_errors,
+        openapi_extra={**ADMIN, **_body_schema(FaultPlanRequest)},
+        tags=["admin"],
+        summary="Load a fault plan scheduled in simulated time ([] clears it)",
+    )
+    async def fault_plan(request: Request) -> Response:
+        admin(request)
+        req: FaultPlanRequest = parse(FaultPlanRequest, await request.body())
+        try:
+            specs = [spec_from_model(f) for f in req.faults]
+        except ValueError as exc:
+            raise ApiError(422, "VALIDATION_ERROR", str(exc)) from None
+        for spec in specs:
+            if spec.market:
+                instrument(spec.market)
+        state.fault_plan.load(state, specs, req.seed)
+        return _json({"ok": True, "details": state.fault_plan.status()})
+
+    @app.get(
+        "/v1/admin/fault-plan",
+        response_model=m.OkResponse,
+        responses=admin_errors,
+        openapi_extra=ADMIN,
+        tags=["admin"],
+        summary="The loaded fault plan: windows, active, how often each fired",
+    )
+    async def fault_plan_status(request: Request) -> Response:
+        admin(request)
+        return _json({"ok": True, "details": state.fault_plan.status()})
+
+    @app.post(
         "/v1/admin/limits",
         response_model=m.RateLimitRules,
         responses=admin_errors,
@@ -797,6 +831,7 @@ def _install_openapi(app: FastAPI) -> None:
             m.IndexPriceRequest,
             m.FaultRequest,
             m.LimitsRequest,
+            FaultPlanRequest,
         ):
             defs = model.model_json_schema(ref_template="#/components/schemas/{model}")
             for name, sub in defs.pop("$defs", {}).items():

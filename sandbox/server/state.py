@@ -12,8 +12,8 @@ import contextlib
 import logging
 import random
 import time
-from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from collections.abc import Callable, Sequence
+from dataclasses import fields, replace
 from fractions import Fraction
 from typing import Any
 
@@ -26,6 +26,7 @@ from sandbox.market import THICK, THIN, MarketSimulator, NoiseFlow
 
 from .auth import Authenticator, KeyStore
 from .core import SandboxCore
+from .faults import Agent, FaultPlan, Faults, load_specs
 from .hub import Hub
 from .publish import Publisher
 from .throttle import Throttle, ThrottleConfig
@@ -40,17 +41,6 @@ MAX_ADVANCE_STEPS = 500  # ... or into this many, for long jumps (8 h: ~1 min st
 
 def wall_ms() -> int:
     return time.time_ns() // 1_000_000
-
-
-@dataclass(slots=True)
-class Faults:
-    """Injected faults, active until ``until_ms`` (wall time)."""
-
-    latency_ms: int = 0
-    error_rate: Fraction = Fraction(0)
-    drop_rate: Fraction = Fraction(0)
-    until_ms: int = 0
-    drop_hold_ms: int = 30_000
 
 
 class SandboxState:
@@ -82,6 +72,7 @@ class SandboxState:
         self.auth = Authenticator(self.keys, now_ms=now_wall_ms, window_ms=settings.auth_window_ms)
         self.throttle = Throttle(_throttle_config(settings.limits), now_ms=now_wall_ms)
         self.faults = Faults()
+        self.fault_plan = FaultPlan(self.core.now_ms, settings.seed)
         self.rng = random.Random(settings.seed)
         self.simulator: MarketSimulator | None = None
         self.pinned: dict[tuple[str, str], int] = {}  # (market, source) -> ticks set by admin
@@ -95,7 +86,10 @@ class SandboxState:
             self.create_account(seed.account_id, seed.key, seed.secret, seed.deposit)
         if self.simulator is not None:
             self.step_market(0)
+        if settings.faults:
+            self.fault_plan.load(self, load_specs(settings.faults))
         self._task: asyncio.Task[None] | None = None
+        self._market_ms = 0  # exchange time the market was last stepped to
         self._stopping = asyncio.Event()
 
     # -- commands ------------------------------------------------------------------------------
@@ -135,6 +129,8 @@ class SandboxState:
     def step_market(self, dt_ms: int) -> None:
         """Move the simulated sources by ``dt_ms``, let agents requote, then let time act."""
         sim = self.simulator
+        plan = self.fault_plan
+        plan.on_step()
         if sim is not None:
             pinned = self.pinned
             for cmd in sim.step(self.core.exchange, dt_ms):
@@ -142,6 +138,11 @@ class SandboxState:
                     cmd = UpdateIndexSource(
                         cmd.market, cmd.source, pinned[(cmd.market, cmd.source)]
                     )
+                if plan.specs and type(cmd) is UpdateIndexSource:
+                    ticks = plan.source_price(cmd.market, cmd.source, cmd.price)
+                    if ticks is None:
+                        continue  # a stale source: its last value stays
+                    cmd = UpdateIndexSource(cmd.market, cmd.source, ticks)
                 # An agent's refusal (say, a quote that a user's order just crossed) is
                 # harmless: the agent re-reads the book on its next step.
                 self.core.submit(cmd)
@@ -149,8 +150,10 @@ class SandboxState:
                 for cmd in self.flow.step(self.core.exchange, dt_ms):
                     self.core.submit(cmd)
         elif self.pinned:
-            for (market, source), ticks in self.pinned.items():
-                self.core.submit(UpdateIndexSource(market, source, ticks))
+            for (market, source), pinned_ticks in self.pinned.items():
+                ticks_now = plan.source_price(market, source, pinned_ticks)
+                if ticks_now is not None:
+                    self.core.submit(UpdateIndexSource(market, source, ticks_now))
         self.core.tick()
 
     def set_index_price(self, market: str, source: str, price: str) -> None:
@@ -181,6 +184,7 @@ class SandboxState:
             remaining -= step
         if ms == 0:
             self.core.tick()
+        self._market_ms = self.clock.now_ms()  # stepped already: the loop must not again
         return self.core.now_ms()
 
     def pause(self) -> None:
@@ -210,6 +214,13 @@ class SandboxState:
         f = self.faults
         return f if f.until_ms > self.wall_ms() else None
 
+    def fault_agents(self, market: str) -> Sequence[Agent]:
+        """The liquidity agents of ``market`` (all markets if empty), for fault injection."""
+        sim = self.simulator
+        if sim is None:
+            return ()
+        return [a for m, agents in sim.agents.items() if market in ("", m) for a in agents]
+
     # -- background ---------------------------------------------------------------------------
     async def start(self) -> None:
         await self.hub.start()
@@ -226,14 +237,14 @@ class SandboxState:
         await self.hub.stop()
 
     async def _run_market(self) -> None:
-        last = self.core.now_ms()
+        self._market_ms = self.core.now_ms()
         while not self._stopping.is_set():
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), MARKET_STEP_MS / 1000)
             now = self.clock.now_ms()
-            if now > last:
-                dt = now - last
-                last = now
+            if now > self._market_ms:
+                dt = now - self._market_ms
+                self._market_ms = now
                 try:
                     self.step_market(dt)
                 except Exception:  # a bug: keep the market alive, say so loudly
