@@ -321,6 +321,9 @@ def create_app(state: SandboxState, *, background: bool = True) -> FastAPI:
     from . import routes
 
     routes.install(app, state)
+    from .binance import install as install_binance
+
+    install_binance(app, state)  # Binance USDⓈ-M compatible /fapi and /fstream (compat layer)
 
     @app.websocket("/v1/ws")
     async def websocket(ws: WebSocket) -> None:
