@@ -4,8 +4,9 @@ A ``tighten_limits`` fault cuts the per-key request weight to ``key_weight_limit
 ``window_ms`` (and bans after ``strikes_to_ban`` refused requests) while the simulated clock
 stands still. Two bots then each want ``requests`` reads of their leverage (weight 1):
 
-* the naive bot signs its own requests with httpx and resends at once after a 429, ignoring
-  ``Retry-After``: every resend while throttled is a strike, and it earns a ``418`` ban;
+* the naive bot signs its own requests with httpx and polls without pause, resending at once
+  after a 429 and ignoring ``Retry-After``: every resend while throttled is a strike, and it
+  earns a ``418`` ban (it stops there, or after ``naive_max_sends``);
 * the SDK bot (``perpbot.AsyncClient`` with its default ``RetryPolicy``) waits out
   ``Retry-After`` after a 429 and sends nothing meanwhile: it finishes and is never banned.
 
@@ -52,13 +53,16 @@ def duration_ms(p: Params) -> int:
 
 
 async def _naive(url: str, key: str, secret: str, p: Params) -> dict[str, Any]:
-    """Resend at once on a 429 (the classic mistake); stop when banned."""
+    """Poll without pause and resend at once on a 429 (the classic mistake); stop when banned.
+
+    It does not stop after ``requests`` successes: a bot that happened to finish inside one
+    weight window would escape its ban by luck of timing, not by behaving."""
     path = f"/v1/leverage?market={p.market}"
     counts = {"ok": 0, "throttled_429": 0, "banned_418": 0, "sent": 0}
     last_ts = 0
     transport = httpx.AsyncHTTPTransport(local_address=NAIVE_IP)
     async with httpx.AsyncClient(base_url=url, timeout=10, transport=transport) as http:
-        while counts["ok"] < p.requests and counts["sent"] < p.naive_max_sends:
+        while counts["sent"] < p.naive_max_sends:
             last_ts = max(last_ts + 1, int(time.time() * 1000))
             headers = signed_headers(key, secret, "GET", path, b"", last_ts)
             response = await http.get(path, headers=headers)
