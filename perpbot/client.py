@@ -42,13 +42,16 @@ from .errors import (
 )
 from .models import (
     Account,
+    Alert,
     CancelAllResult,
     Candle,
+    Cascade,
     Fill,
     FundingInfo,
     FundingPayment,
     FundingRecord,
     LeverageInfo,
+    LiquidationBands,
     LiquidationRecord,
     MarketInfo,
     Order,
@@ -111,6 +114,9 @@ WEIGHTS: dict[str, int] = {
     "GET /v1/markets/{market}/funding/history": 2,
     "GET /v1/markets/{market}/candles": 2,
     "GET /v1/rate-limits": 1,
+    "GET /v1/alerts": 2,
+    "GET /v1/markets/{market}/liquidation-bands": 10,
+    "GET /v1/markets/{market}/cascade": 20,
 }
 ORDER_ROUTES = frozenset(
     {
@@ -169,6 +175,7 @@ _POSITIONS = TypeAdapter(list[Position])
 _ORDERS = TypeAdapter(list[Order])
 _FILLS = TypeAdapter(list[Fill])
 _FUNDING_PAYMENTS = TypeAdapter(list[FundingPayment])
+_ALERTS = TypeAdapter(list[Alert])
 _LEVERAGE = TypeAdapter(list[LeverageInfo])
 _LIQUIDATIONS = TypeAdapter(list[LiquidationRecord])
 
@@ -532,6 +539,62 @@ class AsyncClient:
         """The limits in force, the ban rules, and every route's weight."""
         content = await self._get("/v1/rate-limits", "GET /v1/rate-limits", signed=False)
         return RateLimitRules.model_validate_json(content)
+
+    # -- public: early warning (sandbox monitor, docs/monitor.md) -----------------------------
+    async def alerts(
+        self,
+        *,
+        detector: str | None = None,
+        severity: str | None = None,
+        market: str | None = None,
+        account: str | None = None,
+        after_id: int = 0,
+        limit: int = 100,
+    ) -> list[Alert]:
+        """Recent anomaly alerts, newest first; poll with ``after_id`` = the highest id seen
+        (or stream them: channel ``alerts:all`` / ``alerts:<MARKET>``)."""
+        path = _query(
+            "/v1/alerts",
+            detector=detector,
+            severity=severity,
+            market=market,
+            account=account,
+            after_id=after_id or None,
+            limit=limit,
+        )
+        return _ALERTS.validate_json(await self._get(path, "GET /v1/alerts", signed=False))
+
+    async def liquidation_bands(
+        self, market: str, *, buckets: int | None = None, range: Number | None = None
+    ) -> LiquidationBands:
+        """Every account's liquidation price bucketed around the mark, against cumulative book
+        depth: where forced flow would first exceed the book."""
+        path = _query(
+            f"/v1/markets/{_q(market)}/liquidation-bands",
+            buckets=buckets,
+            range=None if range is None else _decimal_text(range, "range"),
+        )
+        content = await self._get(path, "GET /v1/markets/{market}/liquidation-bands", signed=False)
+        return LiquidationBands.model_validate_json(content)
+
+    async def cascade(
+        self,
+        market: str,
+        shock: Number,
+        *,
+        seconds: int | None = None,
+        beta: Number | None = None,
+    ) -> Cascade:
+        """Predict the liquidation cascade a price ``shock`` (e.g. ``"-0.1"``) would set off,
+        simulated on a snapshot (the exchange is not changed)."""
+        path = _query(
+            f"/v1/markets/{_q(market)}/cascade",
+            shock=_decimal_text(shock, "shock"),
+            seconds=seconds,
+            beta=None if beta is None else _decimal_text(beta, "beta"),
+        )
+        content = await self._get(path, "GET /v1/markets/{market}/cascade", signed=False)
+        return Cascade.model_validate_json(content)
 
     # -- private: account --------------------------------------------------------------------
     async def account(self) -> Account:
@@ -903,6 +966,9 @@ class Client:
     funding_history = _blocking(AsyncClient.funding_history)
     candles = _blocking(AsyncClient.candles)
     rate_limits = _blocking(AsyncClient.rate_limits)
+    alerts = _blocking(AsyncClient.alerts)
+    liquidation_bands = _blocking(AsyncClient.liquidation_bands)
+    cascade = _blocking(AsyncClient.cascade)
     account = _blocking(AsyncClient.account)
     positions = _blocking(AsyncClient.positions)
     fills = _blocking(AsyncClient.fills)

@@ -400,3 +400,109 @@ class LimitsRequest(WireModel):
 class OkResponse(ResponseModel):
     ok: bool = True
     details: dict[str, Any] = Field(default_factory=dict)
+
+
+# -- monitor (GET /v1/alerts, /v1/markets/{m}/liquidation-bands, /v1/markets/{m}/cascade) ----
+
+
+class Alert(ResponseModel):
+    """One alert. ``values`` are the numbers behind it, as strings."""
+
+    id: int
+    detector: str
+    severity: str
+    ts: int
+    market: str | None
+    account: str | None
+    message: str
+    values: dict[str, str]
+
+
+class LiquidationShortfall(ResponseModel):
+    side: str
+    price: str
+    forced_qty: str
+    forced_notional: str
+    depth_qty: str
+    accounts: int
+    distance: str
+
+
+class LiquidationBand(ResponseModel):
+    low: str
+    high: str
+    long_qty: str
+    long_notional: str
+    long_accounts: int
+    short_qty: str
+    short_notional: str
+    short_accounts: int
+    bid_qty: str
+    ask_qty: str
+    cum_forced_sell: str
+    cum_bid_depth: str
+    cum_forced_buy: str
+    cum_ask_depth: str
+
+
+class LiquidationBands(ResponseModel):
+    """Liquidation prices against cumulative book depth, per price bucket."""
+
+    market: str
+    ts: int
+    mark: str
+    index: str
+    bucket_size: str
+    positions: int
+    long_open: str
+    short_open: str
+    long_shortfall: LiquidationShortfall | None
+    short_shortfall: LiquidationShortfall | None
+    bands: list[LiquidationBand]
+
+
+class CascadeStep(ResponseModel):
+    second: int
+    ts: int
+    account: str
+    market: str
+    side: str
+    qty: str
+    book_qty: str
+    takeover_qty: str
+    adl_qty: str
+    notional: str
+    avg_price: str | None
+    mark: str
+    bankruptcy_price: str
+    last: str | None
+    fee: str
+    insurance_fund_used: str
+    deep: bool
+
+
+class CascadeMarket(ResponseModel):
+    market: str
+    mark_before: str | None
+    mark_after: str | None
+    insurance_before: str
+    insurance_after: str
+
+
+class Cascade(ResponseModel):
+    """A predicted liquidation cascade after a price shock."""
+
+    market: str
+    shock: str
+    start_ts: int
+    seconds: int
+    accounts: list[str]
+    liquidated_accounts: int
+    forced_notional: str
+    mark_before: str
+    mark_after: str
+    min_mark: str
+    last_after: str | None
+    markets: list[CascadeMarket]
+    insurance_fund_used: str
+    steps: list[CascadeStep]

@@ -29,6 +29,7 @@ class Series:
     kind: Literal["line", "step", "scatter", "bar"] = "line"
     color: str | None = None
     dashed: bool = False
+    width: float | None = None  # bar width in x units (None: matplotlib's default, 0.8)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +105,7 @@ def _draw_panel(ax: Any, panel: Panel) -> None:
         elif s.kind == "scatter":
             ax.scatter(s.x, s.y, label=s.label, color=color, s=14, zorder=3)
         elif s.kind == "bar":
-            ax.bar(s.x, s.y, label=s.label, color=color, alpha=0.8)
+            ax.bar(s.x, s.y, s.width or 0.8, label=s.label, color=color, alpha=0.8)
         else:
             ax.plot(s.x, s.y, label=s.label, color=color, linestyle=style, lw=1.3)
     for y, label in panel.hlines:

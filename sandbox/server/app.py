@@ -66,6 +66,9 @@ WEIGHTS: dict[str, int] = {
     "GET /v1/markets/{market}/funding/history": 2,
     "GET /v1/markets/{market}/candles": 2,
     "GET /v1/rate-limits": 1,
+    "GET /v1/alerts": 2,
+    "GET /v1/markets/{market}/liquidation-bands": 10,
+    "GET /v1/markets/{market}/cascade": 20,
 }
 ORDER_ROUTES = frozenset(
     {
@@ -178,7 +181,6 @@ class GuardMiddleware:
                         extra,
                     )
                     return
-
             planned = state.fault_plan.http(method, path) if state.fault_plan.specs else None
             if planned is not None:  # a fault plan (sandbox/server/faults.py), simulated time
                 if planned.delay_ms:
@@ -332,6 +334,9 @@ def create_app(state: SandboxState, *, background: bool = True) -> FastAPI:
         await serve_websocket(ws, state.hub, state.auth.verify_ws_login)
 
     app.add_middleware(GuardMiddleware, state=state)
+    from sandbox import monitor
+
+    monitor.install(app, state)  # alerts, bands, cascade, /metrics (+ its outermost middleware)
     return app
 
 

@@ -46,7 +46,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-PUBLIC_PREFIXES = frozenset({"book", "trades", "ticker", "funding"})
+PUBLIC_PREFIXES = frozenset({"book", "trades", "ticker", "funding", "alerts"})
 """Public channels are named ``<prefix>:<MARKET>``."""
 PRIVATE_CHANNELS = frozenset({"orders", "fills", "positions", "account", "margin", "liquidations"})
 """Private channels need a login; each account has its own stream (and seq) on each."""

@@ -101,6 +101,8 @@ class Publisher:
     def is_valid_channel(self, name: str) -> bool:
         prefix, _, sym = name.partition(":")
         if sym:
+            if prefix == "alerts":  # sandbox.monitor: alerts:all or alerts:<MARKET>
+                return sym == "all" or sym in self.core.instruments
             return (
                 prefix in ("book", "trades", "ticker", "funding") and sym in self.core.instruments
             )

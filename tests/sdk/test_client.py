@@ -519,3 +519,40 @@ async def test_client_streams_the_book_over_real_sockets() -> None:
         assert [(str(p), str(q)) for p, q in book.bids()] == [tuple(x) for x in rest.bids]
         with contextlib.suppress(StopAsyncIteration):
             await books.aclose()
+
+
+async def test_early_warning_methods(
+    alice: AsyncClient,
+    bob: AsyncClient,
+    admin: httpx.AsyncClient,
+    connect: Callable[..., AsyncClient],
+) -> None:
+    """alerts(), liquidation_bands() and cascade() read the sandbox monitor, typed."""
+    assert await alice.alerts() == []
+    await alice.set_leverage("BTC-PERP", 100)  # from 20x: an unusual leverage change
+    [alert] = await alice.alerts(detector="leverage_change", market="BTC-PERP")
+    assert (alert.severity, alert.account, alert.values["leverage"]) == ("warning", "alice", "100")
+    assert await alice.alerts(after_id=alert.id) == []
+    with pytest.raises(InvalidRequest):  # 422: unknown detector
+        await alice.alerts(detector="nope")
+
+    # A thinly funded long (1,000 USDT for 30,000 of BTC): liquidation ~3% under the mark.
+    carol = ("carol-key", "carol-secret-0123456789")
+    r = await admin.post(
+        "/v1/admin/accounts",
+        json={"account": "carol", "api_key": carol[0], "api_secret": carol[1], "deposit": "1000"},
+    )
+    assert r.status_code == 200, r.text
+    await bob.create_order("BTC-PERP", "SELL", "0.5", "60000")
+    async with connect(carol) as c:
+        await c.set_leverage("BTC-PERP", 50)
+        await c.create_order("BTC-PERP", "BUY", "0.5", type="MARKET")
+        bands = await c.liquidation_bands("BTC-PERP", buckets=20, range="0.1")
+        assert (bands.market, bands.positions, bands.long_open) == ("BTC-PERP", 2, "0.5")
+        assert sum(b.long_accounts for b in bands.bands) == 1
+        cascade = await c.cascade("BTC-PERP", "-0.1", seconds=5)
+        assert (cascade.shock, cascade.accounts) == ("-0.1", ["carol"])
+        assert cascade.steps[0].account == "carol"
+        assert (await c.positions("BTC-PERP"))[0].size == "0.5"  # a simulation: unchanged
+        with pytest.raises(TypeError):
+            await c.cascade("BTC-PERP", -0.1)  # type: ignore[arg-type]  # floats are refused
