@@ -10,6 +10,7 @@ schemathesis test checks that what they return matches what is declared).
 from __future__ import annotations
 
 import asyncio
+import inspect
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -290,6 +291,16 @@ async def _send_error(
     await send({"type": "http.response.body", "body": body})
 
 
+# No OpenTelemetry: the sandbox exports Prometheus metrics (sandbox.monitor), and FastAPI's
+# native telemetry (0.16x+) would look up the global providers on every request (~7% of the
+# order path's instructions). Older FastAPI versions have no such option.
+_NO_TELEMETRY: dict[str, Any] = (
+    {"telemetry": {"tracing": False, "metrics": False, "logs": False}}
+    if "telemetry" in inspect.signature(FastAPI.__init__).parameters
+    else {}
+)
+
+
 def create_app(state: SandboxState, *, background: bool = True) -> FastAPI:
     """The ASGI app for ``state``. ``background``: run the market loop and hub heartbeats."""
 
@@ -316,6 +327,7 @@ def create_app(state: SandboxState, *, background: bool = True) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
+        **_NO_TELEMETRY,
     )
     app.state.sandbox = state
     _install_error_handlers(app)
