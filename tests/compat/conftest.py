@@ -17,12 +17,12 @@ from urllib.parse import urlencode, urlsplit
 
 import pytest
 
+from sandbox.clients import assert_local, configure_ccxt
 from sandbox.server.runner import serve
 from sandbox.server.state import SandboxState, wall_ms
 from tests.server.conftest import FakeWall, make_state
 
 LOOPBACK = "127.0.0.1"
-DEAD = f"http://{LOOPBACK}:9/unsupported"
 ALICE = ("alice-key", "alice-secret-0123456789")
 BOB = ("bob-key", "bob-secret-0123456789")
 BTC = "BTC/USDT:USDT"
@@ -41,80 +41,13 @@ class Wall(FakeWall):
 
 def assert_loopback(urls: Any, where: str = "urls") -> None:
     """Fail loudly unless every URL in ``urls`` (nested dicts/lists) is on 127.0.0.1."""
-    if isinstance(urls, str):
-        if "://" in urls and urlsplit(urls).hostname != LOOPBACK:
-            raise RuntimeError(f"refusing to run: {where} = {urls!r} is not on {LOOPBACK}")
-    elif isinstance(urls, dict):
-        for key, value in urls.items():
-            assert_loopback(value, f"{where}[{key!r}]")
-    elif isinstance(urls, (list, tuple)):
-        for i, value in enumerate(urls):
-            assert_loopback(value, f"{where}[{i}]")
-
-
-def _rewrite(table: dict[str, Any], base: str, ws: str) -> None:
-    for key, value in list(table.items()):
-        if key == "ws" and isinstance(value, dict):
-            for wkey, wvalue in list(value.items()):
-                if isinstance(wvalue, dict):
-                    value[wkey] = {k: f"ws://{LOOPBACK}:9/unsupported" for k in wvalue}
-                else:
-                    value[wkey] = f"ws://{LOOPBACK}:9/unsupported"
-            value["linear"] = ws
-        elif isinstance(value, str):
-            if "/fapi/" in value:
-                table[key] = base + "/fapi/" + value.split("/fapi/", 1)[1]
-            else:
-                table[key] = f"{DEAD}/{key}"
-        elif isinstance(value, dict):
-            table[key] = {k: f"{DEAD}/{key}/{k}" for k in value}
-
-
-def point_ccxt_at(exchange: Any, base: str) -> Any:
-    """Point every REST and WebSocket URL of a ccxt ``binanceusdm`` at the sandbox."""
-    ws = base.replace("http://", "ws://", 1) + "/fstream/ws"
-    for name in ("api", "test", "apiBackup"):
-        table = exchange.urls.get(name)
-        if isinstance(table, dict):
-            _rewrite(table, base, ws)
-    for name in ("api", "test", "apiBackup"):
-        assert_loopback(exchange.urls.get(name), f"urls[{name!r}]")
-    return exchange
+    assert_local(urls, LOOPBACK, where)
 
 
 def ccxt_client(module: Any, base: str, key: tuple[str, str]) -> Any:
     """An unmodified ``binanceusdm`` with the documented configuration."""
-    exchange = module.binanceusdm(
-        {
-            "apiKey": key[0],
-            "secret": key[1],
-            "enableRateLimit": False,
-            "options": {"fetchCurrencies": False},
-        }
-    )
-    exchange.options["fetchOpenOrders"] = {"warnWithoutSymbol": False}
-    # ccxt picks its USDⓈ-M error table by hostname; with a loopback URL, select it explicitly.
-    exchange.exceptions["exact"] = {
-        **exchange.exceptions["exact"],
-        **exchange.exceptions["linear"]["exact"],
-    }
-    exchange.exceptions["broad"] = {
-        **exchange.exceptions["broad"],
-        **exchange.exceptions["linear"].get("broad", {}),
-    }
-    return point_ccxt_at(exchange, base)
-
-
-def point_binance_at(client: Any, base: str) -> Any:
-    """Point every ``*_URL`` of a python-binance client at loopback (futures at the sandbox)."""
-    for name in dir(client):
-        if name.endswith("_URL") and isinstance(getattr(client, name), str):
-            setattr(client, name, f"{DEAD}/{name.lower()}")
-    client.FUTURES_URL = base + "/fapi"
-    for name in dir(client):
-        if name.endswith("_URL"):
-            assert_loopback(getattr(client, name), name)
-    return client
+    exchange = module.binanceusdm({"apiKey": key[0], "secret": key[1], "enableRateLimit": False})
+    return configure_ccxt(exchange, base)
 
 
 _LOOPBACK_HOSTS = frozenset({LOOPBACK, "localhost", "::1"})

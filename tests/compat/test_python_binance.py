@@ -11,10 +11,11 @@ import pytest
 from binance import AsyncClient, BinanceSocketManager
 from binance.exceptions import BinanceAPIException
 
+from sandbox.clients import point_binance_at
 from sandbox.engine import PlaceOrder
 from sandbox.engine.commands import Side
 
-from .conftest import ALICE, Sandbox, assert_loopback, point_binance_at
+from .conftest import ALICE, Sandbox, assert_loopback
 
 TIMEOUT = 10.0
 
@@ -91,10 +92,7 @@ async def test_rest_round_trip(sandbox: Sandbox, client: AsyncClient) -> None:
 async def test_socket_manager_depth_and_user_streams(sandbox: Sandbox, client: AsyncClient) -> None:
     state = sandbox.state
     bm = BinanceSocketManager(client)
-    for name in dir(bm):
-        if name.endswith("_URL") and isinstance(getattr(bm, name), str):
-            setattr(bm, name, "ws://127.0.0.1:9/unsupported/")
-    bm.FSTREAM_URL = sandbox.url.replace("http://", "ws://", 1) + "/fstream/"
+    point_binance_at(client, sandbox.url, bm)
     assert_loopback({n: getattr(bm, n) for n in dir(bm) if n.endswith("_URL")})
     state.apply(PlaceOrder("bob", "BTC-PERP", Side.BUY, 10, 599000))
     # python-binance's read loop leaves only after its recv timeout (10 s): shorten it.
