@@ -964,7 +964,15 @@ class CcxtGuard(_GuardCore):
         return out
 
     async def _fetch_mark(self, market: str) -> Decimal:
-        ticker = await _call(self.exchange.fetch_ticker, market)
+        """The venue's mark price (``fetch_mark_price`` where ccxt has it: liquidation follows
+        the mark, not the last trade), else the ticker's ``markPrice``, ``last``, ``close``."""
+        has = getattr(self.exchange, "has", None) or {}
+        fetch_mark = getattr(self.exchange, "fetch_mark_price", None)
+        ticker: Any = None
+        if fetch_mark is not None and has.get("fetchMarkPrice"):
+            ticker = await _call(fetch_mark, market)
+        if _get(ticker, "markPrice") is None:
+            ticker = await _call(self.exchange.fetch_ticker, market)
         value = _get(ticker, "markPrice") or _get(ticker, "last") or _get(ticker, "close")
         if value is None:
             raise RiskRejected("NO_MARK", f"the ticker of {market} has no price", market=market)
