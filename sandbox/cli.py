@@ -96,6 +96,8 @@ def banner(settings: SandboxSettings, url: str) -> str:
         f"  clock   : {clock}; simulated market: {'on' if settings.simulate else 'off'}",
         f"  docs    : {url}/docs  (OpenAPI: {url}/openapi.json)",
         f"  stream  : {url.replace('http', 'ws', 1)}/v1/ws",
+        f"  binance : {url}/fapi, {url.replace('http', 'ws', 1)}/fstream (USDⓈ-M compatible)",
+        f"  metrics : {url}/metrics; alerts: {url}/v1/alerts",
     ]
     for seed in settings.accounts:
         shown = seed.secret if seed.key == DEMO_KEY else "(as given)"

@@ -129,8 +129,9 @@ def test_the_command_starts_serves_and_stops() -> None:
         first = proc.stdout.readline()
         assert first.startswith("perpbot sandbox exchange on http://127.0.0.1:"), first
         url = first.split()[-1]
-        banner = [proc.stdout.readline() for _ in range(6)]
+        banner = [proc.stdout.readline() for _ in range(8)]
         assert any("demo-key" in line for line in banner)
+        assert any(line.split()[:2] == ["binance", ":"] and "/fapi" in line for line in banner)
         with urllib.request.urlopen(url + "/v1/markets", timeout=10) as r:
             assert [m["symbol"] for m in json.load(r)] == ["BTC-PERP", "ETH-PERP", "SOL-PERP"]
     finally:
