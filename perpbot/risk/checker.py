@@ -45,6 +45,7 @@ from perpbot.risk.margin import (
     MONEY_SCALE,
     RATE_SCALE,
     Bracket,
+    apply_fill,
     build_brackets,
     ceil_div,
     liquidation_price,
@@ -561,33 +562,6 @@ class _Pos:
             reserve,
             notional,
         )
-
-
-def apply_fill(pos: _Pos, side: int, price: int, qty: int) -> int:
-    """Move ``qty`` lots at ``price`` (ticks) into ``pos`` like the engine; return realized PnL."""
-    factor = pos.market.factor
-    size = pos.size
-    if size == 0 or (size > 0) == (side > 0):
-        pos.cost += side * price * qty * factor
-        pos.size = size + side * qty
-        return 0
-    held = abs(size)
-    closing = min(qty, held)
-    cost = pos.cost
-    if closing == held:
-        released = cost
-    elif cost >= 0:
-        released = cost * closing // held
-    else:
-        released = -((-cost) * closing // held)
-    pnl = -side * price * closing * factor - released
-    pos.cost = cost - released
-    pos.size = size + side * closing
-    opening = qty - closing
-    if opening:
-        pos.cost += side * price * opening * factor
-        pos.size += side * opening
-    return pnl
 
 
 @dataclass(slots=True)
@@ -1246,7 +1220,7 @@ class _Run:
         new = pos.copy()
         rate = self.market.taker if self.taker else self.market.maker
         fee = ceil_div(self.fill_ticks * lots * self.market.factor * rate, RATE_SCALE)
-        pnl = apply_fill(new, self.side, self.fill_ticks, lots)
+        pnl = apply_fill(new, self.side, self.fill_ticks, lots, self.market.factor)
         u0, i0, m0, o0, g0 = pos.sums()
         u1, i1, m1, o1, g1 = new.sums()
         t = self.before

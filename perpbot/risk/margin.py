@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
+from typing import Protocol
 
 MONEY_DECIMALS = 8
 MONEY_SCALE: int = 10**MONEY_DECIMALS
@@ -295,3 +296,42 @@ def _first_true(predicate: Callable[[int], bool], start: int) -> int | None:
         else:
             low = middle
     return high
+
+
+class FilledPosition(Protocol):
+    """Anything holding a position as ``size`` (signed lots) and ``cost`` (money units)."""
+
+    size: int
+    cost: int
+
+
+def apply_fill(pos: FilledPosition, side: int, price: int, qty: int, factor: int) -> int:
+    """Move ``qty`` lots bought (``side`` 1) or sold (-1) at ``price`` (ticks) into ``pos``;
+    return the PnL realized (money units). One definition for the engine, the risk checker and
+    the cascade simulator.
+
+    The closing part releases cost pro rata (rounded toward zero, all of it on a full close);
+    any remainder opens a position on the other side at ``price``.
+    """
+    size = pos.size
+    if size == 0 or (size > 0) == (side > 0):
+        pos.cost += side * price * qty * factor
+        pos.size = size + side * qty
+        return 0
+    held = size if size > 0 else -size
+    closing = qty if qty < held else held
+    cost = pos.cost
+    if closing == held:
+        released = cost
+    elif cost >= 0:
+        released = cost * closing // held
+    else:
+        released = -((-cost) * closing // held)
+    pnl = -side * price * closing * factor - released
+    pos.cost = cost - released
+    pos.size = size + side * closing
+    opening = qty - closing
+    if opening:
+        pos.cost += side * price * opening * factor
+        pos.size += side * opening
+    return pnl

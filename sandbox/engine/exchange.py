@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 
 from perpbot.risk.margin import (
     RATE_SCALE,
+    apply_fill,
     ceil_div,
     liquidation_price,
     maintenance_margin,
@@ -2115,32 +2116,8 @@ def _lead_market(contributions: list[tuple[int, str]]) -> str:
 
 
 def _apply_fill(pos: Position, side: int, price: int, qty: int, factor: int) -> int:
-    """Move ``qty`` lots at ``price`` into the position; return the PnL realized (money units).
-
-    The closing part releases cost pro rata (rounded toward zero, all of it on a full close);
-    any remainder opens a position on the other side at ``price``.
-    """
-    size = pos.size
-    if size == 0 or (size > 0) == (side > 0):
-        pos.cost += side * price * qty * factor
-        pos.size = size + side * qty
-        return 0
-    held = size if size > 0 else -size
-    closing = qty if qty < held else held
-    cost = pos.cost
-    if closing == held:
-        released = cost
-    elif cost >= 0:
-        released = cost * closing // held
-    else:
-        released = -((-cost) * closing // held)
-    pnl = -side * price * closing * factor - released
-    pos.cost = cost - released
-    pos.size = size + side * closing
-    opening = qty - closing
-    if opening:
-        pos.cost += side * price * opening * factor
-        pos.size += side * opening
+    """:func:`perpbot.risk.margin.apply_fill`, plus the position's realized PnL."""
+    pnl = apply_fill(pos, side, price, qty, factor)
     pos.realized_pnl += pnl
     return pnl
 

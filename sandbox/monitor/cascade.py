@@ -31,6 +31,7 @@ from typing import Any
 from perpbot.risk.margin import (
     RATE_SCALE,
     Bracket,
+    apply_fill,
     bankruptcy_price,
     liquidation_price,
     maintenance_margin,
@@ -249,30 +250,10 @@ class _Sim:
     # -- fills -------------------------------------------------------------------------------
     def fill(self, acct: _Account, sym: str, side: int, price: int, qty: int) -> int:
         """Move ``qty`` lots at ``price`` into the account's position; return realized PnL."""
-        factor = self.m[sym].factor
         pos = acct.positions.get(sym)
         if pos is None:
             pos = acct.positions[sym] = _Pos(0, 0)
-        size = pos.size
-        if size == 0 or (size > 0) == (side > 0):
-            pos.cost += side * price * qty * factor
-            pos.size = size + side * qty
-            return 0
-        held = abs(size)
-        closing = min(qty, held)
-        cost = pos.cost
-        if closing == held:
-            released = cost
-        elif cost >= 0:
-            released = cost * closing // held
-        else:
-            released = -((-cost) * closing // held)
-        pnl = -side * price * closing * factor - released
-        pos.cost, pos.size = cost - released, size + side * closing
-        if qty > closing:
-            pos.cost += side * price * (qty - closing) * factor
-            pos.size += side * (qty - closing)
-        return pnl
+        return apply_fill(pos, side, price, qty, self.m[sym].factor)
 
     def take_book(
         self,
