@@ -44,7 +44,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -67,7 +67,7 @@ __all__ = [
 FAULT_CLOSE_CODE = 4009
 """WebSocket close code of an injected disconnect."""
 
-FAULT_KINDS = (
+FaultKind = Literal[
     "latency",
     "http_error",
     "drop_response",
@@ -79,7 +79,8 @@ FAULT_KINDS = (
     "mark_divergence",
     "tighten_limits",
     "thin_book",
-)
+]
+FAULT_KINDS: tuple[str, ...] = get_args(FaultKind)
 _HTTP_KINDS = frozenset({"latency", "http_error", "drop_response"})
 _WS_KINDS = frozenset({"ws_disconnect", "ws_drop", "ws_reorder"})
 _SOURCE_KINDS = frozenset({"stale_index_source", "outlier_index_source"})
@@ -170,19 +171,7 @@ class FaultSpecModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    kind: Literal[
-        "latency",
-        "http_error",
-        "drop_response",
-        "ws_disconnect",
-        "ws_drop",
-        "ws_reorder",
-        "stale_index_source",
-        "outlier_index_source",
-        "mark_divergence",
-        "tighten_limits",
-        "thin_book",
-    ]
+    kind: FaultKind
     start_ms: int = Field(default=0, ge=-(2**53), le=2**53)
     end_ms: int | None = Field(default=None, ge=-(2**53), le=2**53)
     absolute: bool = False
