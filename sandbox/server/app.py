@@ -35,6 +35,8 @@ from .state import SandboxState
 from .wire import ApiError, error_body
 
 MAX_BODY_BYTES = 64 * 1024
+RAW_SEND_KEY = "sandbox.raw_send"
+"""Scope key of a WebSocket connection's unwrapped ASGI ``send`` (set by GuardMiddleware)."""
 JSON_TYPE = "application/json"
 
 # Endpoint weights (throttling). Keys are "METHOD /template"; GET /v1/markets/{m}/book is
@@ -126,6 +128,10 @@ class GuardMiddleware:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
+            if scope["type"] == "websocket":
+                # The server's own send, before Starlette wraps it: ws.FrameWriter writes
+                # pre-built frames through its protocol.
+                scope[RAW_SEND_KEY] = send
             await self.app(scope, receive, send)
             return
         path: str = scope["path"]

@@ -89,6 +89,11 @@ class Connection(Protocol):
     async def close(self, code: int, reason: str) -> None: ...
 
 
+WriteNow = Callable[[str | bytes], bool]
+"""Optional on a connection (``write_now``): send a message synchronously if the socket can
+take it at once, else return False (the hub then queues it for the writer task)."""
+
+
 @dataclass(frozen=True, slots=True)
 class HubStats:
     """Counters since the hub was created (``clients`` is the current number)."""
@@ -116,11 +121,13 @@ class Client:
         "account",
         "conn",
         "id",
+        "write_now",
     )
 
     def __init__(self, client_id: int, conn: Connection) -> None:
         self.id = client_id
         self.conn = conn
+        self.write_now: WriteNow | None = getattr(conn, "write_now", None)
         self.account: str | None = None
         self._keys: dict[str, Key] = {}
         """Subscribed channel name -> stream key."""
@@ -292,6 +299,17 @@ class Hub:
         sent = 0
         for client in clients:
             queue = client._queue
+            # Nothing queued and the writer parked: hand it to the socket now (same order, no
+            # task switch). A socket that cannot take it at once gets it queued below.
+            write_now = client.write_now
+            if (
+                write_now is not None
+                and not queue
+                and client._wakeup is not None
+                and write_now(payload)
+            ):
+                sent += 1
+                continue
             if len(queue) >= max_queue:
                 if full is None:
                     full = []

@@ -27,7 +27,7 @@ from starlette.websockets import WebSocket
 
 from .hub import CLOSE_GOING_AWAY, ChannelError, Client, ErrorCode, Hub
 
-__all__ = ["MAX_FRAME_CHARS", "serve_websocket"]
+__all__ = ["MAX_FRAME_CHARS", "FrameWriter", "serve_websocket"]
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +36,98 @@ MAX_FRAME_CHARS = 64 * 1024
 
 Login = Callable[[str, str, str], str]
 """``login(key, timestamp, signature) -> account id``; raises with ``.code`` and ``.message``."""
+
+
+class _FrameCache:
+    """Encoded server frames by payload identity: a message published to many clients is
+    framed once. Entries hold their payload, so an id is never reused while cached."""
+
+    __slots__ = ("_entries", "_limit")
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._entries: dict[int, tuple[str | bytes, bytes]] = {}
+        self._limit = limit
+
+    def frame(self, payload: str | bytes) -> bytes:
+        entry = self._entries.get(id(payload))
+        if entry is not None and entry[0] is payload:
+            return entry[1]
+        if isinstance(payload, str):
+            data, first = payload.encode(), 0x81  # FIN + text
+        else:
+            data, first = payload, 0x82  # FIN + binary
+        n = len(data)
+        if n < 126:
+            header = bytes((first, n))
+        elif n < 65536:
+            header = bytes((first, 126)) + n.to_bytes(2, "big")
+        else:
+            header = bytes((first, 127)) + n.to_bytes(8, "big")
+        frame = header + data  # server frames are not masked (RFC 6455 5.1)
+        if len(self._entries) >= self._limit:
+            self._entries.clear()
+        self._entries[id(payload)] = (payload, frame)
+        return frame
+
+
+_FRAMES = _FrameCache()
+
+
+class FrameWriter:
+    """The hub's view of a connection served by uvicorn's ``websockets-sansio`` protocol: data
+    frames are built once per published message and written straight to the transport,
+    honouring the protocol's flow control (``writable``) and close state. Everything else
+    (accept, receive, close, pings) stays with uvicorn. :meth:`wrap` returns the plain
+    Starlette socket when the server is not that protocol, so behaviour never depends on it.
+    """
+
+    __slots__ = ("_proto", "_ws")
+
+    def __init__(self, websocket: WebSocket, proto: Any) -> None:
+        self._ws = websocket
+        self._proto = proto
+
+    @staticmethod
+    def wrap(websocket: WebSocket) -> Any:
+        from .app import RAW_SEND_KEY
+
+        proto = getattr(websocket.scope.get(RAW_SEND_KEY), "__self__", None)
+        needed = ("transport", "writable", "disconnected", "close_sent", "conn")
+        if proto is None or type(proto).__name__ != "WebSocketsSansIOProtocol":
+            return websocket
+        if not all(hasattr(proto, name) for name in needed):
+            return websocket
+        return FrameWriter(websocket, proto)
+
+    async def _write(self, payload: str | bytes) -> None:
+        proto = self._proto
+        if not proto.writable.is_set():
+            await proto.writable.wait()  # the transport's buffer is above its high-water mark
+        if proto.disconnected or proto.close_sent or proto.transport.is_closing():
+            raise ConnectionError("the WebSocket is closed")
+        proto.transport.write(_FRAMES.frame(payload))
+
+    def write_now(self, payload: str | bytes) -> bool:
+        """Write at once if the transport is open and below its high-water mark."""
+        proto = self._proto
+        if (
+            not proto.writable.is_set()
+            or proto.disconnected
+            or proto.close_sent
+            or proto.transport.is_closing()
+        ):
+            return False
+        proto.transport.write(_FRAMES.frame(payload))
+        return True
+
+    async def send_text(self, data: str) -> None:
+        await self._write(data)
+
+    async def send_bytes(self, data: bytes) -> None:
+        await self._write(data)
+
+    async def close(self, code: int, reason: str) -> None:
+        await self._ws.close(code, reason)
 
 
 async def serve_websocket(
@@ -50,7 +142,7 @@ async def serve_websocket(
     if hub.stopped:
         await websocket.close(CLOSE_GOING_AWAY, "server shutting down")
         return
-    client = hub.add_client(websocket)
+    client = hub.add_client(FrameWriter.wrap(websocket))
     reader = asyncio.create_task(_read_ops(websocket, hub, client, login, max_frame_chars))
     closed = asyncio.create_task(client.wait_closed())
     try:

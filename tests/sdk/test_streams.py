@@ -263,8 +263,11 @@ async def test_slow_consumer_close_reconnects_and_resyncs() -> None:
     async with sandbox() as (state, ws_url, http):
         watcher = Watcher(Stream(ws_url, [BOOK]))
         await watcher.synced_to(state)
-        state.hub.max_queue = 4
-        # A burst without a pause: the hub queues more than 4 messages and drops the client.
+        # The hub gives up on the client as on a slow consumer (a full queue: close 4008; the
+        # detection itself is tested over real sockets in tests/server/test_ws.py), and the
+        # book moves on meanwhile.
+        [client] = state.hub._clients
+        state.hub._drop_slow(client)
         ladder(state, 0, n=5)
         await wait_until(lambda: watcher.stream.stats.reconnects == 1, "reconnected")
         await watcher.synced_to(state)

@@ -435,3 +435,46 @@ async def test_registering_snapshots_checks_names(hub: Hub) -> None:
         hub.register_private_snapshot("book", lambda account: None)
     with pytest.raises(ValueError):
         Hub(max_queue=0)
+
+
+class DirectConn(FakeConn):
+    """A connection with the synchronous ``write_now`` path; ``accepting`` is its socket's room."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.accepting = True
+        self.direct = 0
+
+    def write_now(self, data: str | bytes) -> bool:
+        if not self.accepting:
+            return False
+        self.direct += 1
+        self.raw.append(data)
+        self.frames.append(orjson.loads(data))
+        return True
+
+
+async def test_direct_writes_keep_order_with_queued_ones(hub: Hub) -> None:
+    """A message goes straight to the socket only when nothing is queued and the writer is
+    idle; once the socket pushes back, later messages queue behind the earlier ones."""
+    conn = DirectConn()
+    client = hub.add_client(conn)
+    hub.subscribe(client, ["trades:BTC-PERP"])
+    await conn.wait_frames(1)  # the reply, through the writer task
+    for _ in range(100):  # let the writer park (bounded, no wall clock)
+        if client._wakeup is not None:
+            break
+        await asyncio.sleep(0)
+    hub.publish("trades:BTC-PERP", {"n": 1}, TS)
+    assert conn.direct == 1  # written during publish, no task switch
+    conn.accepting = False
+    conn.gate.clear()  # the writer task stalls too
+    for n in (2, 3):
+        hub.publish("trades:BTC-PERP", {"n": n}, TS)
+    conn.accepting = True
+    hub.publish("trades:BTC-PERP", {"n": 4}, TS)  # must not overtake 2 and 3
+    assert conn.direct == 1 and client.pending >= 2
+    conn.gate.set()
+    await conn.wait_until(lambda c: len(c.updates()) == 4)
+    assert [f["data"]["n"] for f in conn.updates()] == [1, 2, 3, 4]
+    assert [f["seq"] for f in conn.updates()] == [1, 2, 3, 4]

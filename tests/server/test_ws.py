@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
+from sandbox.server.app import RAW_SEND_KEY
 from sandbox.server.hub import Hub
 from sandbox.server.ws import MAX_FRAME_CHARS, serve_websocket
 
@@ -61,13 +62,23 @@ class Server:
 
 
 @contextlib.asynccontextmanager
-async def serving(hub: Hub, ws: str = "websockets-sansio") -> AsyncIterator[Server]:
-    """Uvicorn on a free 127.0.0.1 port; always stopped (hub first, then the server)."""
+async def serving(
+    hub: Hub, ws: str = "websockets-sansio", *, frames: bool = False
+) -> AsyncIterator[Server]:
+    """Uvicorn on a free 127.0.0.1 port; always stopped (hub first, then the server).
+    ``frames``: pass the server's own send along as the sandbox app does, so the hub writes
+    pre-built frames (ws.FrameWriter) instead of going through Starlette's send."""
 
     async def endpoint(websocket: WebSocket) -> None:
         await serve_websocket(websocket, hub, fake_login)
 
-    app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+    starlette_app = Starlette(routes=[WebSocketRoute("/ws", endpoint)])
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        if frames and scope["type"] == "websocket":
+            scope[RAW_SEND_KEY] = send
+        await starlette_app(scope, receive, send)
+
     config = uvicorn.Config(
         app,
         ws=ws,
@@ -254,9 +265,10 @@ async def test_every_error_code_and_the_connection_stays_open(srv: Server) -> No
         )
 
 
-async def test_slow_real_client_is_dropped_and_others_keep_receiving() -> None:
+@pytest.mark.parametrize("frames", [False, True], ids=["starlette-send", "frame-writer"])
+async def test_slow_real_client_is_dropped_and_others_keep_receiving(frames: bool) -> None:
     hub = Hub(heartbeat_s=None, max_queue=8, close_timeout_s=TIMEOUT)
-    async with serving(hub) as srv:
+    async with serving(hub, frames=frames) as srv:
         host, port = "127.0.0.1", int(srv.url.split(":")[2].split("/")[0])
         # The slow client: a tiny receive buffer, and the client library stops reading the socket
         # once one frame is buffered (max_queue=1) -- and we never call recv().
@@ -273,6 +285,8 @@ async def test_slow_real_client_is_dropped_and_others_keep_receiving() -> None:
                 assert (await call(ws, {"op": "subscribe", "channels": ["trades:X"]}))["op"] == (
                     "subscribed"
                 )
+            writers = {type(c.conn).__name__ for c in hub._clients}
+            assert writers == ({"FrameWriter"} if frames else {"WebSocket"})
             payload = "x" * 16_000
             published = 0
             while hub.stats.dropped_slow == 0:
@@ -332,3 +346,20 @@ async def test_stop_closes_clients_and_the_server_exits() -> None:
         task = srv.task
     assert task.done() and task.exception() is None
     assert not [t for t in asyncio.all_tasks() if t.get_name().startswith("hub-")]
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536])
+def test_prebuilt_frames_match_the_websockets_library(size: int) -> None:
+    """ws.FrameWriter's frames are byte-identical to what the websockets protocol would send
+    (unmasked server frames, RFC 6455 length encodings), for text and binary, and each
+    payload object is framed once."""
+    from websockets.frames import Frame, Opcode
+
+    from sandbox.server.ws import _FrameCache
+
+    cache = _FrameCache(limit=4)
+    text = "x" * size
+    data = b"\x01" * size
+    assert cache.frame(text) == Frame(Opcode.TEXT, text.encode()).serialize(mask=False)
+    assert cache.frame(data) == Frame(Opcode.BINARY, data).serialize(mask=False)
+    assert cache.frame(text) is cache.frame(text)  # cached by identity
