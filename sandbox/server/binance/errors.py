@@ -35,6 +35,8 @@ class BinanceError(Exception):
 
 # Binance's codes for the conditions the sandbox reports.
 UNKNOWN = -1000
+INTERNAL_ERROR = -1001
+TIMEOUT = -1007
 TOO_MANY_REQUESTS = -1003
 TOO_MANY_ORDERS = -1015
 INVALID_TIMESTAMP = -1021

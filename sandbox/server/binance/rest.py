@@ -10,6 +10,7 @@ The handlers are in :mod:`.market_data` and :mod:`.trading`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
@@ -150,11 +151,27 @@ class BinanceRest(MarketData, Trading):
             if decision.status != 200:
                 headers["Retry-After"] = str(decision.retry_after_s)
                 raise self._throttled(decision.status, decision.reason, ip, decision.retry_after_s)
+            plan = self.state.fault_plan
+            planned = plan.http(spec.method, request.url.path) if plan.specs else None
+            if planned is not None:  # a fault plan aimed at /fapi (route "/fapi/*")
+                if planned.delay_ms:
+                    await asyncio.sleep(planned.delay_ms / 1000)
+                if planned.status:
+                    raise _injected(planned.status)
             if spec.auth == "signed":
                 params.account = self._verify(api_key, query, body, params)
             elif spec.auth == "key":
                 params.account = self._account_of_key(api_key)
             data = spec.handler(params)
+            if planned is not None and planned.drop:
+                # Applied, but the answer never comes: Binance's "execution status unknown".
+                await asyncio.sleep(planned.hold_ms / 1000)
+                raise BinanceError(
+                    E.TIMEOUT,
+                    "Timeout waiting for response from backend server. Send status unknown; "
+                    "execution status unknown.",
+                    504,
+                )
             return Response(orjson.dumps(data), media_type=JSON, headers=headers)
         except BinanceError as exc:
             return self._error(exc, headers)
@@ -240,3 +257,16 @@ class BinanceRest(MarketData, Trading):
         if not (signature.isascii() and hmac.compare_digest(expected, signature.lower())):
             raise BinanceError(E.INVALID_SIGNATURE, "Signature for this request is not valid.")
         return account
+
+
+def _injected(status: int) -> BinanceError:
+    """An error a fault plan asked for, in Binance's words for that status."""
+    if status == 503:
+        return BinanceError(
+            E.UNKNOWN, "Service Unavailable. (injected fault; the request was not applied)", 503
+        )
+    return BinanceError(
+        E.INTERNAL_ERROR,
+        "Internal error; unable to process your request. Please try again. (injected fault)",
+        status,
+    )
