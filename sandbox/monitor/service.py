@@ -10,6 +10,7 @@ and published on the WebSocket channels ``alerts:all`` and ``alerts:<MARKET>``.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
@@ -262,8 +263,12 @@ def install(app: FastAPI, state: SandboxState) -> MonitorService:
         rate = _rate(shock, "shock", Fraction(-1, 2), Fraction(1, 2))
         b = _rate(beta, "beta", Fraction(-2), Fraction(2))
         betas = {s: Fraction(b, RATE_SCALE) for s in instruments if s != sym}
-        snap = take_snapshot(core.exchange, core.now_ms())
-        result = simulate(snap, sym, rate, betas=betas, seconds=seconds, requote=REQUOTE)
+        snap = take_snapshot(core.exchange, core.now_ms())  # a copy, taken on the loop
+        # The simulation touches only the copy: run it off the event loop, so a long cascade
+        # over many accounts does not stall orders and streams meanwhile.
+        result = await asyncio.to_thread(
+            simulate, snap, sym, rate, betas=betas, seconds=seconds, requote=REQUOTE
+        )
         return _json(cascade_json(instruments, result))
 
     @app.get("/metrics", include_in_schema=False)
