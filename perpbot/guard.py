@@ -734,38 +734,34 @@ def _brackets_from_tiers(tiers: Sequence[Mapping[str, Any]]) -> list[BracketInfo
     except (KeyError, TypeError, ValueError, ArithmeticError):
         return []
     rows.sort(key=lambda r: r[0])
-    out: list[BracketInfo] = []
-    amount = prev_cap = prev_rate = Decimal(0)
-    for cap, leverage, rate in rows:
-        if not (cap > prev_cap and leverage >= 1 and 0 < rate < 1 and rate >= prev_rate):
-            return []
-        if out:
-            amount += prev_cap * (rate - prev_rate)
-        out.append(
-            BracketInfo(
-                notional_cap=_fmt(min(cap, Decimal(_HUGE))),
-                max_leverage=leverage,
-                maintenance_rate=_fmt(rate),
-                maintenance_amount=_fmt(amount),
-            )
-        )
-        prev_cap, prev_rate = cap, rate
-    from .risk.margin import build_brackets, money_from_decimal, rate_from_decimal
+    if not all(0 < rate < 1 for _, _, rate in rows):
+        return []
+    from .risk.margin import (
+        build_brackets,
+        money_from_decimal,
+        money_to_decimal,
+        rate_from_decimal,
+        rate_to_decimal,
+    )
 
-    try:  # the checker's exactness rules (whole money units at every edge)
-        build_brackets(
+    try:  # the checker's rules: increasing, and whole money units at every edge
+        brackets = build_brackets(
             [
-                (
-                    money_from_decimal(b.notional_cap),
-                    b.max_leverage,
-                    rate_from_decimal(Decimal(b.maintenance_rate)),
-                )
-                for b in out
+                (money_from_decimal(min(cap, Decimal(_HUGE))), lev, rate_from_decimal(rate))
+                for cap, lev, rate in rows
             ]
         )
     except ValueError:
         return []
-    return out
+    return [
+        BracketInfo(
+            notional_cap=_fmt(money_to_decimal(b.notional_cap)),
+            max_leverage=b.max_leverage,
+            maintenance_rate=_fmt(rate_to_decimal(b.mmr)),
+            maintenance_amount=_fmt(money_to_decimal(b.maint_amount)),
+        )
+        for b in brackets
+    ]
 
 
 def _is_exchange_refusal(exc: BaseException) -> bool:

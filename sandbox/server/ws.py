@@ -99,14 +99,6 @@ class FrameWriter:
             return websocket
         return FrameWriter(websocket, proto)
 
-    async def _write(self, payload: str | bytes) -> None:
-        proto = self._proto
-        if not proto.writable.is_set():
-            await proto.writable.wait()  # the transport's buffer is above its high-water mark
-        if proto.disconnected or proto.close_sent or proto.transport.is_closing():
-            raise ConnectionError("the WebSocket is closed")
-        proto.transport.write(_FRAMES.frame(payload))
-
     def write_now(self, payload: str | bytes) -> bool:
         """Write at once if the transport is open and below its high-water mark."""
         proto = self._proto
@@ -119,6 +111,13 @@ class FrameWriter:
             return False
         proto.transport.write(_FRAMES.frame(payload))
         return True
+
+    async def _write(self, payload: str | bytes) -> None:
+        proto = self._proto
+        while not self.write_now(payload):
+            if proto.disconnected or proto.close_sent or proto.transport.is_closing():
+                raise ConnectionError("the WebSocket is closed")
+            await proto.writable.wait()  # the buffer is above its high-water mark
 
     async def send_text(self, data: str) -> None:
         await self._write(data)
