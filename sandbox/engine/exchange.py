@@ -253,7 +253,8 @@ def _member(enum: type[_E], value: object) -> _E:
     if isinstance(value, enum):
         return value
     try:
-        return enum(str(value))
+        member: _E = enum(str(value))  # named: mypyc sees the call as Any
+        return member
     except ValueError:
         raise EngineError(
             RejectCode.INVALID_ORDER, f"{value!r} is not a valid {enum.__name__}"
