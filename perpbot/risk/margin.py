@@ -254,16 +254,19 @@ def order_reserve(
     price. Both sides cannot be filled into exposure at once, so the larger of the two is held:
     ``ceil(max(buy_excess_value, sell_excess_value) * factor / leverage)``.
     """
-    buy = 0  # -((-a) // b) is ceil(a / b), inlined: this runs for every order
+    # ceil(a / b) for a >= 0, b > 0, inlined as (a + b - 1) // b: this runs for every order
+    buy = 0
     if buy_qty:
         excess = buy_qty + size if size < 0 else buy_qty
         if excess > 0:
-            buy = -((-buy_value * excess * factor) // (buy_qty * leverage))
+            divisor = buy_qty * leverage
+            buy = (buy_value * excess * factor + divisor - 1) // divisor
     sell = 0
     if sell_qty:
         excess = sell_qty - size if size > 0 else sell_qty
         if excess > 0:
-            sell = -((-sell_value * excess * factor) // (sell_qty * leverage))
+            divisor = sell_qty * leverage
+            sell = (sell_value * excess * factor + divisor - 1) // divisor
     return buy if buy > sell else sell
 
 
@@ -308,30 +311,47 @@ class FilledPosition(Protocol):
 def apply_fill(pos: FilledPosition, side: int, price: int, qty: int, factor: int) -> int:
     """Move ``qty`` lots bought (``side`` 1) or sold (-1) at ``price`` (ticks) into ``pos``;
     return the PnL realized (money units). One definition for the engine, the risk checker and
-    the cascade simulator.
+    the cascade simulator (see :func:`fill_position`)."""
+    pos.size, pos.cost, pnl = fill_position(pos.size, pos.cost, side, price, qty, factor)
+    return pnl
+
+
+def fill_position(
+    size: int, cost: int, side: int, price: int, qty: int, factor: int
+) -> tuple[int, int, int]:
+    """``(size, cost, realized PnL)`` after ``qty`` lots bought (``side`` 1) or sold (-1) at
+    ``price`` (ticks) by a position of ``size`` lots and entry ``cost`` (money units).
 
     The closing part releases cost pro rata (rounded toward zero, all of it on a full close);
     any remainder opens a position on the other side at ``price``.
     """
-    size = pos.size
+    # Notionals are built from non-negative factors and signed afterwards: the same numbers,
+    # and small positive operands keep compiled (mypyc) arithmetic on its fast path.
     if size == 0 or (size > 0) == (side > 0):
-        pos.cost += side * price * qty * factor
-        pos.size = size + side * qty
-        return 0
+        notional = price * qty * factor
+        if side > 0:
+            return size + qty, cost + notional, 0
+        return size - qty, cost - notional, 0
     held = size if size > 0 else -size
     closing = qty if qty < held else held
-    cost = pos.cost
     if closing == held:
         released = cost
     elif cost >= 0:
         released = cost * closing // held
     else:
         released = -((-cost) * closing // held)
-    pnl = -side * price * closing * factor - released
-    pos.cost = cost - released
-    pos.size = size + side * closing
+    exit_notional = price * closing * factor
+    pnl = (exit_notional if size > 0 else -exit_notional) - released
+    cost -= released
     opening = qty - closing
-    if opening:
-        pos.cost += side * price * opening * factor
-        pos.size += side * opening
-    return pnl
+    if side > 0:
+        size += closing
+        if opening:
+            size += opening
+            cost += price * opening * factor
+    else:
+        size -= closing
+        if opening:
+            size -= opening
+            cost -= price * opening * factor
+    return size, cost, pnl

@@ -57,7 +57,16 @@ class Position:
 class Account:
     """Collateral, positions, open orders and recent client order ids of one account."""
 
-    __slots__ = ("client_ids", "collateral", "id", "open_orders", "positions", "recent", "reserve")
+    __slots__ = (
+        "client_ids",
+        "collateral",
+        "id",
+        "oldest_done_ts",
+        "open_orders",
+        "positions",
+        "recent",
+        "reserve",
+    )
 
     def __init__(self, account_id: str) -> None:
         self.id = account_id
@@ -66,4 +75,5 @@ class Account:
         self.reserve = 0  # sum of Position.reserve
         self.open_orders: dict[int, Order] = {}
         self.recent: OrderedDict[int, Order] = OrderedDict()  # finished orders, oldest first
+        self.oldest_done_ts = 0  # done_ts of the first order in ``recent`` (when not empty)
         self.client_ids: dict[str, Order] = {}  # open and recent orders by client id

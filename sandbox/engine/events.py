@@ -7,7 +7,9 @@ because nothing changed.
 
 Units are the engine's: prices in ticks, quantities in lots, money in 1e-8 USDT. Field order is
 part of the API: the hottest events are built positionally (keyword construction of a large
-slotted dataclass costs about a tenth of a command).
+slotted dataclass costs about a tenth of a command), and those four (OrderAccepted, Trade,
+OrderCanceled, OrderAmended) have a hand-written ``__init__`` in field order - when the engine
+is compiled (see README), mypyc compiles it, while dataclass's generated one stays interpreted.
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ class Withdrawn(SequencedEvent):
     collateral: int
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, init=False)
 class OrderAccepted(SequencedEvent):
     order_id: int
     client_id: str | None
@@ -78,8 +80,36 @@ class OrderAccepted(SequencedEvent):
     qty: int
     reduce_only: bool
 
+    def __init__(  # by hand, in field order: compiled, unlike dataclass's
+        self,
+        ts: int,
+        stream: str,
+        seq: int,
+        order_id: int,
+        client_id: str | None,
+        account: str,
+        side: int,
+        order_type: str,
+        tif: str,
+        price: int,
+        qty: int,
+        reduce_only: bool,
+    ) -> None:
+        self.ts = ts
+        self.stream = stream
+        self.seq = seq
+        self.order_id = order_id
+        self.client_id = client_id
+        self.account = account
+        self.side = side
+        self.order_type = order_type
+        self.tif = tif
+        self.price = price
+        self.qty = qty
+        self.reduce_only = reduce_only
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class Trade(SequencedEvent):
     """One fill between a resting (maker) and an incoming (taker) order, at the maker's price.
 
@@ -102,8 +132,46 @@ class Trade(SequencedEvent):
     maker_remaining: int
     taker_remaining: int
 
+    def __init__(  # by hand, in field order: compiled, unlike dataclass's
+        self,
+        ts: int,
+        stream: str,
+        seq: int,
+        trade_id: int,
+        price: int,
+        qty: int,
+        taker_side: int,
+        maker_order_id: int,
+        taker_order_id: int,
+        maker_account: str,
+        taker_account: str,
+        maker_fee: int,
+        taker_fee: int,
+        maker_realized: int,
+        taker_realized: int,
+        maker_remaining: int,
+        taker_remaining: int,
+    ) -> None:
+        self.ts = ts
+        self.stream = stream
+        self.seq = seq
+        self.trade_id = trade_id
+        self.price = price
+        self.qty = qty
+        self.taker_side = taker_side
+        self.maker_order_id = maker_order_id
+        self.taker_order_id = taker_order_id
+        self.maker_account = maker_account
+        self.taker_account = taker_account
+        self.maker_fee = maker_fee
+        self.taker_fee = taker_fee
+        self.maker_realized = maker_realized
+        self.taker_realized = taker_realized
+        self.maker_remaining = maker_remaining
+        self.taker_remaining = taker_remaining
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class OrderCanceled(SequencedEvent):
     """An order left the book unfilled (in part or whole).
 
@@ -119,8 +187,32 @@ class OrderCanceled(SequencedEvent):
     remaining: int
     reason: str
 
+    def __init__(  # by hand, in field order: compiled, unlike dataclass's
+        self,
+        ts: int,
+        stream: str,
+        seq: int,
+        order_id: int,
+        client_id: str | None,
+        account: str,
+        side: int,
+        price: int,
+        remaining: int,
+        reason: str,
+    ) -> None:
+        self.ts = ts
+        self.stream = stream
+        self.seq = seq
+        self.order_id = order_id
+        self.client_id = client_id
+        self.account = account
+        self.side = side
+        self.price = price
+        self.remaining = remaining
+        self.reason = reason
 
-@dataclass(slots=True)
+
+@dataclass(slots=True, init=False)
 class OrderAmended(SequencedEvent):
     """``price``/``qty`` are the new values; ``old_price`` where the order rested before."""
 
@@ -132,6 +224,32 @@ class OrderAmended(SequencedEvent):
     qty: int
     remaining: int
     priority_kept: bool
+
+    def __init__(  # by hand, in field order: compiled, unlike dataclass's
+        self,
+        ts: int,
+        stream: str,
+        seq: int,
+        order_id: int,
+        account: str,
+        side: int,
+        old_price: int,
+        price: int,
+        qty: int,
+        remaining: int,
+        priority_kept: bool,
+    ) -> None:
+        self.ts = ts
+        self.stream = stream
+        self.seq = seq
+        self.order_id = order_id
+        self.account = account
+        self.side = side
+        self.old_price = old_price
+        self.price = price
+        self.qty = qty
+        self.remaining = remaining
+        self.priority_kept = priority_kept
 
 
 @dataclass(slots=True)

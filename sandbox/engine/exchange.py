@@ -15,8 +15,8 @@ from typing import Any, TypeVar
 
 from perpbot.risk.margin import (
     RATE_SCALE,
-    apply_fill,
     ceil_div,
+    fill_position,
     liquidation_price,
     maintenance_margin,
     margin_ratio,
@@ -452,9 +452,12 @@ class Exchange:
         market = self._market(cmd.market)
         account = self._account(cmd.account)
         inst = market.instrument
-        side = cmd.side
-        if type(side) not in (int, Side) or (side != 1 and side != -1):
-            raise EngineError(RejectCode.INVALID_ORDER, f"side must be BUY or SELL, got {side!r}")
+        given_side = cmd.side
+        if type(given_side) not in (int, Side) or (given_side != 1 and given_side != -1):
+            raise EngineError(
+                RejectCode.INVALID_ORDER, f"side must be BUY or SELL, got {given_side!r}"
+            )
+        side = 1 if given_side > 0 else -1  # a plain int (fast in compiled arithmetic)
         qty = cmd.qty
         if type(qty) is not int or qty <= 0:  # _is_int, inlined on the hot path
             raise EngineError(RejectCode.INVALID_QUANTITY, f"quantity {qty!r} must be lots > 0")
@@ -723,20 +726,36 @@ class Exchange:
         """Remember a finished order (and its client id) for a while, within bounds."""
         order.done_ts = now
         recent = account.recent
+        if not recent:
+            account.oldest_done_ts = now
         recent[order.id] = order
         config = self.config
-        limit = config.recent_orders
-        horizon = now - config.recent_order_ttl_ms
+        if (
+            len(recent) > config.recent_orders
+            or account.oldest_done_ts < now - config.recent_order_ttl_ms
+        ):
+            self._forget_oldest(account, now)
+
+    def _forget_oldest(self, account: Account, now: int) -> None:
+        """Drop the oldest finished orders while there are too many or they are too old."""
+        recent = account.recent
+        limit = self.config.recent_orders
+        horizon = now - self.config.recent_order_ttl_ms
         while recent:
-            # Drop the oldest while there are too many, or it is too old (only then look at it).
-            if len(recent) <= limit and next(iter(recent.values())).done_ts >= horizon:
+            if len(recent) <= limit and account.oldest_done_ts >= horizon:
                 break
             oldest = recent.popitem(last=False)[1]
             if oldest.client_id is not None and account.client_ids.get(oldest.client_id) is oldest:
                 del account.client_ids[oldest.client_id]
+            if recent:
+                account.oldest_done_ts = next(iter(recent.values())).done_ts
 
     def _check_client_id(self, account: Account, client_id: object) -> None:
-        if not isinstance(client_id, str) or not CLIENT_ID_PATTERN.fullmatch(client_id):
+        if not isinstance(client_id, str) or not (
+            # ASCII letters and digits only (the usual case) pass without the regex
+            (0 < len(client_id) <= 36 and client_id.isascii() and client_id.isalnum())
+            or CLIENT_ID_PATTERN.fullmatch(client_id)
+        ):
             raise EngineError(
                 RejectCode.INVALID_CLIENT_ORDER_ID,
                 "client order id must be 1-36 characters of A-Z a-z 0-9 . _ : / -",
@@ -2118,7 +2137,7 @@ def _lead_market(contributions: list[tuple[int, str]]) -> str:
 
 def _apply_fill(pos: Position, side: int, price: int, qty: int, factor: int) -> int:
     """:func:`perpbot.risk.margin.apply_fill`, plus the position's realized PnL."""
-    pnl = apply_fill(pos, side, price, qty, factor)
+    pos.size, pos.cost, pnl = fill_position(pos.size, pos.cost, side, price, qty, factor)
     pos.realized_pnl += pnl
     return pnl
 

@@ -96,6 +96,8 @@ class RiskIndex:
         """(Re)index ``account`` with a long (``size`` > 0) or short position."""
         self._version[account] = version
         if size > 0:
+            if trigger <= 0:  # a mark is at least one tick: never due (older entries go stale)
+                return
             heappush(self._falls, (-trigger, version, account))
         else:
             heappush(self._rises, (trigger, version, account))
