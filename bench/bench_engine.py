@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/bench_engine.py [--ops N] [--seed S] [--markets 1|2|3]
                                            [--repeat R] [--quick] [--profile]
+                                           [--instructions N]
 
 One seeded stream of commands is generated up front as plain tuples (~60% resting GTC limit
 orders with client ids around a slowly random-walking mid, ~30% cancels of a random open order
@@ -21,6 +22,14 @@ no rejection, every command answered for the order id the generator predicted - 
 traded quantity, compared with the bare book's along with every market's trade count, best
 bid/ask, open order count and full-depth digest.
 
+The engine is measured as installed - compiled with mypyc unless the install was pure
+Python (see README, "The compiled engine") - and, when it is compiled, a second time from its
+Python sources (``PERPBOT_PURE_PYTHON=1`` in that subprocess) in the same run.
+
+``--instructions N`` also counts machine instructions per command over the first N commands
+with ``valgrind --tool=callgrind`` (each implementation run twice, with 0 and N commands, so
+the set-up is subtracted). Unlike CPU time, the counts do not move with the machine's load.
+
 ``--profile`` runs the engine once in-process under cProfile and prints the top entries.
 """
 
@@ -31,10 +40,15 @@ import cProfile
 import gc
 import hashlib
 import multiprocessing
+import os
 import platform
 import pstats
 import random
+import re
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from collections.abc import Callable, Sequence
@@ -45,6 +59,7 @@ if __package__ in (None, ""):  # run as a script: make the repository root impor
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.bare_book import BareBook
+from perpbot._native import PURE_ENV, is_compiled
 from perpbot.risk.margin import RATE_SCALE, ceil_div
 from sandbox.engine import (
     CancelOrder,
@@ -295,7 +310,8 @@ def measure(
     """Run the stream once. Timed when ``verify`` is False; otherwise untimed with checks (and,
     with ``trace``, the tracemalloc peak above the pre-run baseline)."""
     result: dict[str, Any] = {"impl": impl, "ops": len(stream)}
-    if impl == "engine":
+    if impl != "bare":
+        impl = "engine"  # "engine-py" is the same code, imported from its Python sources
         ex, cmds, ids = build_engine(stream, symbols)
         submit = ex.submit
     else:
@@ -351,10 +367,68 @@ def _job(args: tuple[str, list[Op], tuple[str, ...], bool]) -> dict[str, Any]:
 
 
 def run_isolated(impl: str, stream: list[Op], symbols: tuple[str, ...], verify: bool) -> Any:
-    """One measurement in a fresh interpreter (spawn)."""
+    """One measurement in a fresh interpreter (spawn); ``engine-py`` runs with
+    ``PERPBOT_PURE_PYTHON=1`` so the engine is imported from its Python sources."""
     ctx = multiprocessing.get_context("spawn")
-    with ctx.Pool(1, maxtasksperchild=1) as pool:
-        return pool.apply(_job, ((impl, stream, symbols, verify),))
+    saved = os.environ.get(PURE_ENV)
+    if impl == "engine-py":
+        os.environ[PURE_ENV] = "1"  # inherited by the spawned interpreter
+    try:
+        with ctx.Pool(1, maxtasksperchild=1) as pool:
+            return pool.apply(_job, ((impl, stream, symbols, verify),))
+    finally:
+        if saved is None:
+            os.environ.pop(PURE_ENV, None)
+        else:
+            os.environ[PURE_ENV] = saved
+
+
+def _count_run(impl: str, ops: int, seed: int, markets: int, run: int) -> None:
+    """Body of one callgrind run: build the inputs of ``ops`` commands, run the first ``run``."""
+    symbols = tuple(i.symbol for i in instruments_for(markets))
+    stream = generate(ops, seed, markets)
+    if impl == "bare":
+        _, calls = build_bare(stream, len(symbols))
+        gc.collect()
+        gc.freeze()
+        for fn, args in calls[:run]:
+            fn(*args)
+    else:
+        ex, cmds, _ = build_engine(stream, symbols)
+        gc.collect()
+        gc.freeze()
+        submit = ex.submit
+        for cmd in cmds[:run]:
+            submit(cmd)
+
+
+def count_instructions(impl: str, ops: int, seed: int, markets: int) -> float | None:
+    """Instructions per command over the first ``ops`` commands (callgrind), or None when
+    valgrind is not installed."""
+    valgrind = shutil.which("valgrind")
+    if valgrind is None:
+        return None
+    env = dict(os.environ)
+    if impl == "engine-py":
+        env[PURE_ENV] = "1"
+    totals = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for run in (0, ops):
+            cmd = [
+                valgrind,
+                "--tool=callgrind",
+                f"--callgrind-out-file={tmp}/out.%p",
+                sys.executable,
+                __file__,
+                "--count-run",
+                f"{impl},{ops},{seed},{markets},{run}",
+            ]
+            done = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True)
+            found = re.search(r"Collected : (\d+)", done.stderr)
+            if found is None:
+                raise RuntimeError(f"no callgrind total in: {done.stderr[-500:]}")
+            totals.append(int(found.group(1)))
+    return (totals[1] - totals[0]) / ops
 
 
 def profile_engine(stream: Sequence[Op], symbols: Sequence[str], top: int = 25) -> None:
@@ -381,7 +455,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per implementation")
     parser.add_argument("--quick", action="store_true", help="20,000 ops, 1 repeat")
     parser.add_argument("--profile", action="store_true", help="cProfile the engine instead")
+    parser.add_argument(
+        "--instructions",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also count instructions per command over the first N commands (valgrind)",
+    )
+    parser.add_argument("--count-run", help=argparse.SUPPRESS)  # internal: one callgrind run
     args = parser.parse_args(argv)
+    if args.count_run:
+        impl, *numbers = args.count_run.split(",")
+        ops, seed, markets, run = (int(n) for n in numbers)
+        _count_run(impl, ops, seed, markets, run)
+        return 0
     if args.quick:
         args.ops, args.repeat = 20_000, 1
     symbols = tuple(i.symbol for i in instruments_for(args.markets))
@@ -402,24 +489,59 @@ def main(argv: Sequence[str] | None = None) -> int:
         profile_engine(stream, symbols)
         return 0
 
-    runs: dict[str, list[float]] = {"bare": [], "engine": []}
+    compiled = is_compiled()
+    impls = ("bare", "engine", "engine-py") if compiled else ("bare", "engine")
+    print(
+        "engine build: compiled with mypyc (engine-py: the same code from its Python sources)"
+        if compiled
+        else "engine build: pure Python (not compiled; see README, 'The compiled engine')"
+    )
+    runs: dict[str, list[float]] = {impl: [] for impl in impls}
     for _ in range(args.repeat):
-        for impl in ("bare", "engine"):
+        for impl in impls:
             runs[impl].append(run_isolated(impl, stream, symbols, False)["ops_per_s"])
-    checks = {impl: run_isolated(impl, stream, symbols, True) for impl in ("bare", "engine")}
+    checks = {impl: run_isolated(impl, stream, symbols, True) for impl in impls}
+    instructions = {
+        impl: count_instructions(impl, min(args.instructions, len(stream)), args.seed, args.markets)
+        for impl in (impls if args.instructions else ())
+    }
 
     best = {impl: max(rates) for impl, rates in runs.items()}
     print()
-    print(f"{'impl':<8}{'best ops/s':>12}  {'runs (ops/s)':<36}{'peak mem':>10}")
-    for impl in ("bare", "engine"):
+    header = f"{'impl':<10}{'best ops/s':>12}{'vs bare':>9}  {'runs (ops/s)':<36}{'peak mem':>10}"
+    print(header + (f"{'instr/cmd':>11}{'vs bare':>9}" if instructions else ""))
+    for impl in impls:
         rates = " ".join(f"{r:,.0f}" for r in runs[impl])
         mib = checks[impl]["peak_bytes"] / 2**20
-        print(f"{impl:<8}{_fmt_rate(best[impl])}  {rates:<36}{mib:>7.1f} MiB")
+        line = (
+            f"{impl:<10}{_fmt_rate(best[impl])}{best[impl] / best['bare']:>8.3f}x  "
+            f"{rates:<36}{mib:>7.1f} MiB"
+        )
+        count = instructions.get(impl)
+        bare_count = instructions.get("bare")
+        if count is not None and bare_count is not None:
+            line += f"{count:>11,.0f}{bare_count / count:>8.3f}x"
+        print(line)
     ratio = best["engine"] / best["bare"]
     verdict = "meets" if ratio >= 0.5 else "BELOW"
     print(f"ratio engine/bare: {ratio:.3f}x ({verdict} the 0.5x bar)")
     print("ops/s: commands per second of process CPU time, each run in a fresh subprocess")
     print("peak mem: tracemalloc peak above the pre-run baseline, separate untimed pass")
+    if instructions:
+        counted = min(args.instructions, len(stream))
+        if None in instructions.values():
+            print("instr/cmd: valgrind is not installed, nothing counted")
+        else:
+            print(f"instr/cmd: callgrind, first {counted:,} commands, set-up subtracted")
+    if compiled:
+        py = checks["engine-py"]
+        same = (
+            py["traded_qty"] == checks["engine"]["traded_qty"]
+            and py["state"] == checks["engine"]["state"]
+        )
+        print(f"compiled vs pure-Python engine: {'same results' if same else 'RESULTS DIFFER'}")
+        if not same:
+            return 1
 
     bare, engine = checks["bare"], checks["engine"]
     print()

@@ -17,6 +17,8 @@ so that the sandbox exchange and the pre-trade checker compute identical numbers
 
 __version__ = "0.1.0"
 
+# First: installs the finder that picks compiled or source engine modules (perpbot/_native.py).
+from . import _native  # noqa: F401
 from .client import AsyncClient, Client
 from .errors import (
     APIError,

@@ -16,6 +16,7 @@ from fractions import Fraction
 
 import uvicorn
 
+from perpbot import _native
 from sandbox.config import (
     DEMO_KEY,
     ConfigError,
@@ -104,6 +105,7 @@ def banner(settings: SandboxSettings, url: str) -> str:
         lines.append(f"  account : {seed.account_id}  key={seed.key} secret={shown}")
     if settings.admin_token:
         lines.append("  admin   : enabled (X-PB-ADMIN-TOKEN)")
+    lines.append(f"  engine  : {_native.describe()}")
     lines.append("Ctrl+C stops it.")
     return "\n".join(lines)
 

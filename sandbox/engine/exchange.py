@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from heapq import heapify, heappop
 from typing import Any, TypeVar
 
+from mypy_extensions import mypyc_attr
+
 from perpbot.risk.margin import (
     RATE_SCALE,
     ceil_div,
@@ -261,6 +263,7 @@ def _member(enum: type[_E], value: object) -> _E:
         ) from None
 
 
+@mypyc_attr(allow_interpreted_subclasses=True)
 class Exchange:
     """The deterministic exchange core. Feed it commands; it answers with events."""
 
@@ -358,7 +361,7 @@ class Exchange:
             pos = Position(lev, max_notional_at(inst.brackets, lev))
         return pos
 
-    def _find_open(self, account: Account, market: Market, cmd: CancelOrder | AmendOrder) -> Order:
+    def _find_open(self, account: Account, market: Market, cmd: Any) -> Order:
         if (cmd.order_id is None) == (cmd.client_id is None):
             raise EngineError(RejectCode.INVALID_ORDER, "give exactly one of order_id, client_id")
         if cmd.order_id is not None:
@@ -448,7 +451,8 @@ class Exchange:
         pos.reserve = reserve
 
     # -- order entry ----------------------------------------------------------------------------
-    def _place(self, cmd: PlaceOrder) -> list[Event]:
+    def _place(self, command: PlaceOrder) -> list[Event]:
+        cmd: Any = command  # unvalidated fields: read untyped (mypyc checks typed reads)
         market = self._market(cmd.market)
         account = self._account(cmd.account)
         inst = market.instrument
@@ -458,26 +462,36 @@ class Exchange:
                 RejectCode.INVALID_ORDER, f"side must be BUY or SELL, got {given_side!r}"
             )
         side = 1 if given_side > 0 else -1  # a plain int (fast in compiled arithmetic)
-        qty = cmd.qty
-        if type(qty) is not int or qty <= 0:  # _is_int, inlined on the hot path
-            raise EngineError(RejectCode.INVALID_QUANTITY, f"quantity {qty!r} must be lots > 0")
+        given_qty = cmd.qty
+        if type(given_qty) is not int or given_qty <= 0:  # _is_int, inlined on the hot path
+            raise EngineError(
+                RejectCode.INVALID_QUANTITY, f"quantity {given_qty!r} must be lots > 0"
+            )
+        qty: int = given_qty  # checked: typed from here on
         if qty < inst.min_qty:
             raise EngineError(
                 RejectCode.QTY_BELOW_MIN, f"quantity {qty} < {inst.min_qty}", min_qty=inst.min_qty
             )
         mark = market.mark
-        order_type = cmd.order_type
-        if type(order_type) is not OrderType:  # members pass as they are; _member converts
-            order_type = _member(OrderType, order_type)
+        given_type = cmd.order_type
+        order_type: OrderType = (  # members pass as they are; _member converts
+            given_type if type(given_type) is OrderType else _member(OrderType, given_type)
+        )
         if order_type is _LIQUIDATION:
             raise EngineError(RejectCode.INVALID_ORDER, "liquidation orders are the exchange's")
-        tif = cmd.tif
-        if tif is not None and type(tif) is not TimeInForce:
-            tif = _member(TimeInForce, tif)
+        given_tif = cmd.tif
+        tif: TimeInForce | None = (
+            given_tif
+            if given_tif is None or type(given_tif) is TimeInForce
+            else _member(TimeInForce, given_tif)
+        )
         if order_type is _LIMIT:
-            price = cmd.price
-            if type(price) is not int or price <= 0:
-                raise EngineError(RejectCode.INVALID_PRICE, f"price {price!r} must be ticks > 0")
+            given_price = cmd.price
+            if type(given_price) is not int or given_price <= 0:
+                raise EngineError(
+                    RejectCode.INVALID_PRICE, f"price {given_price!r} must be ticks > 0"
+                )
+            price: int = given_price
             tif = _GTC if tif is None else tif
             max_qty = inst.max_qty
             self._check_band(inst, price, mark)
@@ -500,14 +514,20 @@ class Exchange:
             raise EngineError(
                 RejectCode.QTY_ABOVE_MAX, f"quantity {qty} > {max_qty}", max_qty=max_qty
             )
-        stp = self.config.default_stp if cmd.stp is None else _member(SelfTradePrevention, cmd.stp)
+        given_stp = cmd.stp
+        stp = (
+            self.config.default_stp
+            if given_stp is None
+            else _member(SelfTradePrevention, given_stp)
+        )
         client_id = cmd.client_id
         if client_id is not None:
             self._check_client_id(account, client_id)
         pos = self._position(account, market)
-        reduce_only = cmd.reduce_only is True
-        if cmd.reduce_only is not True and cmd.reduce_only is not False:
+        given_reduce_only = cmd.reduce_only
+        if given_reduce_only is not True and given_reduce_only is not False:
             raise EngineError(RejectCode.INVALID_ORDER, "reduce_only must be a bool")
+        reduce_only = given_reduce_only is True
         if not reduce_only and account.id in self._liquidating:
             raise EngineError(
                 RejectCode.ACCOUNT_IN_LIQUIDATION,
@@ -1035,7 +1055,8 @@ class Exchange:
         order.status = CANCELED if reason == "canceled" else EXPIRED
         self._finish(account, order, now)
 
-    def _cancel(self, cmd: CancelOrder) -> list[Event]:
+    def _cancel(self, command: CancelOrder) -> list[Event]:
+        cmd: Any = command  # unvalidated fields: read untyped (mypyc checks typed reads)
         market = self._market(cmd.market)
         account = self._account(cmd.account)
         order = self._find_open(account, market, cmd)
@@ -1043,7 +1064,8 @@ class Exchange:
         self._cancel_resting(market, order, "canceled", events, self.clock.now_ms())
         return events
 
-    def _cancel_all(self, cmd: CancelAll) -> list[Event]:
+    def _cancel_all(self, command: CancelAll) -> list[Event]:
+        cmd: Any = command  # unvalidated fields: read untyped (mypyc checks typed reads)
         account = self._account(cmd.account)
         symbol = None if cmd.market is None else self._market(cmd.market).symbol
         events: list[Event] = []
@@ -1054,7 +1076,8 @@ class Exchange:
         return events
 
     # -- amend ----------------------------------------------------------------------------------
-    def _amend(self, cmd: AmendOrder) -> list[Event]:
+    def _amend(self, command: AmendOrder) -> list[Event]:
+        cmd: Any = command  # unvalidated fields: read untyped (mypyc checks typed reads)
         market = self._market(cmd.market)
         account = self._account(cmd.account)
         order = self._find_open(account, market, cmd)
@@ -1165,7 +1188,8 @@ class Exchange:
             )
         return amount  # type: ignore[return-value]
 
-    def _deposit(self, cmd: Deposit) -> list[Event]:
+    def _deposit(self, command: Deposit) -> list[Event]:
+        cmd: Any = command  # unvalidated fields: read untyped (mypyc checks typed reads)
         amount = self._check_amount(cmd.amount)
         if not isinstance(cmd.account, str) or not CLIENT_ID_PATTERN.fullmatch(cmd.account):
             raise EngineError(
@@ -1190,7 +1214,8 @@ class Exchange:
             )
         ]
 
-    def _withdraw(self, cmd: Withdraw) -> list[Event]:
+    def _withdraw(self, command: Withdraw) -> list[Event]:
+        cmd: Any = command  # unvalidated fields: read untyped (mypyc checks typed reads)
         account = self._account(cmd.account)
         amount = self._check_amount(cmd.amount)
         allowed = min(self._available(account), account.collateral)
@@ -1216,7 +1241,8 @@ class Exchange:
             )
         ]
 
-    def _set_leverage(self, cmd: SetLeverage) -> list[Event]:
+    def _set_leverage(self, command: SetLeverage) -> list[Event]:
+        cmd: Any = command  # unvalidated fields: read untyped (mypyc checks typed reads)
         market = self._market(cmd.market)
         account = self._account(cmd.account)
         inst = market.instrument
@@ -1260,7 +1286,8 @@ class Exchange:
             )
         ]
 
-    def _set_mark(self, cmd: SetMarkPrice) -> list[Event]:
+    def _set_mark(self, command: SetMarkPrice) -> list[Event]:
+        cmd: Any = command  # unvalidated fields: read untyped (mypyc checks typed reads)
         market = self._market(cmd.market)
         if not _is_int(cmd.price) or cmd.price <= 0:
             raise EngineError(RejectCode.INVALID_PRICE, f"mark {cmd.price!r} must be ticks > 0")
@@ -1273,7 +1300,8 @@ class Exchange:
         ]
 
     # -- prices and funding -------------------------------------------------------------------
-    def _update_index_source(self, cmd: UpdateIndexSource) -> list[Event]:
+    def _update_index_source(self, command: UpdateIndexSource) -> list[Event]:
+        cmd: Any = command  # unvalidated fields: read untyped (mypyc checks typed reads)
         market = self._market(cmd.market)
         weights = market.instrument.mechanics.index.weights
         if not isinstance(cmd.source, str) or cmd.source not in weights:
@@ -1980,7 +2008,8 @@ class Exchange:
         if self._dirty:
             self._evaluate_dirty(events)
 
-    def _register_backstop(self, cmd: RegisterBackstop) -> list[Event]:
+    def _register_backstop(self, command: RegisterBackstop) -> list[Event]:
+        cmd: Any = command  # unvalidated fields: read untyped (mypyc checks typed reads)
         market = self._market(cmd.market)
         account = self._account(cmd.account)
         if (

@@ -38,7 +38,7 @@ DEFAULT_BRACKET_ROWS: tuple[tuple[str, int, str], ...] = (
 )
 
 
-def _to_decimal(value: DecimalLike, code: RejectCode, what: str) -> Decimal:
+def _to_decimal(value: object, code: RejectCode, what: str) -> Decimal:
     if isinstance(value, bool) or not isinstance(value, Decimal | str | int):
         raise EngineError(code, f"{what} must be a decimal string, got {type(value).__name__}")
     try:

@@ -257,6 +257,9 @@ class MarkConfig:
         if self.clamp_band is not None and not 0 <= self.clamp_band < RATE_SCALE:
             raise ValueError("clamp_band must be in [0, RATE_SCALE)")
 
+    def __deepcopy__(self, memo: dict[int, object]) -> MarkConfig:
+        return self  # immutable (and a compiled frozen dataclass cannot be rebuilt field by field)
+
 
 class MarkCalculator:
     """Mark price from the index, a funding-basis term, a book-basis average and last price.

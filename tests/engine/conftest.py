@@ -217,12 +217,19 @@ def _order_state(order: Any) -> tuple[Any, ...]:
     )
 
 
+def _attributes(cls: type) -> tuple[str, ...]:
+    """The instance attributes of a slotted class, interpreted or compiled by mypyc (which
+    keeps them in a C struct and lists them in ``__mypyc_attrs__`` instead of ``__slots__``)."""
+    slots: tuple[str, ...] | None = getattr(cls, "__slots__", None)
+    return slots or cls.__mypyc_attrs__  # type: ignore[attr-defined]
+
+
 def snapshot(ex: Exchange) -> dict[str, Any]:
     """Everything a command could change, as plain comparable data."""
     accounts: dict[str, Any] = {}
     for account_id, account in ex.accounts.items():
         positions = {
-            symbol: {slot: getattr(pos, slot) for slot in type(pos).__slots__}
+            symbol: {slot: getattr(pos, slot) for slot in _attributes(type(pos))}
             for symbol, pos in account.positions.items()
         }
         view = ex.account_view(account_id)
