@@ -21,7 +21,8 @@ Kinds (parameters in brackets; ``rate`` is a share in [0, 1]):
                           then ``504 RESPONSE_DROPPED`` (an ambiguous outcome)
 ``ws_disconnect``         close a ``fraction`` of sockets when the window opens, and each socket
                           with probability ``rate`` per data message inside it (code 4009)
-``ws_drop``               drop a ``rate`` of data messages (the ``seq`` gap shows it)
+``ws_drop``               drop a ``rate`` of data messages (the ``seq`` gap shows it); the WS kinds
+                          act on /v1/ws and on the Binance-style /fstream alike
 ``ws_reorder``            hold a ``rate`` of data messages back behind the next one (a swap)
 ``stale_index_source``    ``market``/``source`` stops updating (its last value freezes; after
                           the engine's ``stale_after`` the index drops it)
@@ -266,6 +267,19 @@ class Agent(Protocol):
     centre_shift_bps: float
 
 
+WsFault = Callable[[int, str | bytes], list[str | bytes] | None]
+
+
+class WsFaultTarget(Protocol):
+    """A WebSocket server other than the hub that WS faults act on (the Binance-style
+    ``/fstream`` streams): it consults ``fault`` for each data message, and closes the
+    connections ``disconnect`` picks. Its connection ids must not collide with the hub's."""
+
+    fault: WsFault | None
+
+    def disconnect(self, choose: Callable[[Any], bool], code: int, reason: str) -> int: ...
+
+
 class FaultHost(Protocol):
     """The parts of the sandbox a plan acts on (``SandboxState`` satisfies it)."""
 
@@ -298,6 +312,15 @@ class FaultPlan:
         self._open: dict[int, Any] = {}  # windowed spec index -> what to restore
         self._held: dict[tuple[int, int], str | bytes] = {}  # (spec, client id) -> message
         self._host: FaultHost | None = None
+        self._ws_targets: list[WsFaultTarget] = []
+
+    def add_ws_target(self, target: WsFaultTarget) -> None:
+        """Let WS faults act on ``target`` too (now and for every plan loaded later)."""
+        self._ws_targets.append(target)
+        target.fault = self._ws_hook()
+
+    def _ws_hook(self) -> WsFault | None:
+        return self.ws_message if any(s.kind in _WS_KINDS for s in self.specs) else None
 
     # -- loading ---------------------------------------------------------------------------------
     def load(self, host: FaultHost, specs: Sequence[FaultSpec], seed: int | None = None) -> None:
@@ -311,7 +334,9 @@ class FaultPlan:
         self._rngs = [random.Random(self.seed * 1_000_003 + i) for i in range(len(self.specs))]
         self.fired = [0] * len(self.specs)
         self.events = []
-        host.hub.fault = self.ws_message if any(s.kind in _WS_KINDS for s in self.specs) else None
+        host.hub.fault = hook = self._ws_hook()
+        for target in self._ws_targets:
+            target.fault = hook
         self.on_step()
 
     def clear(self) -> None:
@@ -321,6 +346,8 @@ class FaultPlan:
             for index in sorted(self._open):
                 self._close(host, index)
             host.hub.fault = None
+        for target in self._ws_targets:
+            target.fault = None
         self._open.clear()
         self._held.clear()
         self.specs = ()
@@ -405,11 +432,13 @@ class FaultPlan:
         elif spec.kind == "ws_disconnect":
             self._open[index] = None
             rng = self._rngs[index]
-            closed = host.hub.disconnect(
-                lambda client: rng.random() < spec.fraction,
-                FAULT_CLOSE_CODE,
-                "injected fault: disconnect",
-            )
+            closed = 0
+            for server in (host.hub, *self._ws_targets):
+                closed += server.disconnect(
+                    lambda _: rng.random() < spec.fraction,
+                    FAULT_CLOSE_CODE,
+                    "injected fault: disconnect",
+                )
             self._fire(index, f"closed {closed} sockets", now)
 
     def _close(self, host: FaultHost, index: int) -> None:

@@ -34,6 +34,7 @@ class BinanceCompat:
         # Order matters: the streams read the traded notional the quote sink has just added.
         state.core.sinks.append(self.quotes)
         state.core.sinks.append(self.streams)
+        state.fault_plan.add_ws_target(self.streams)  # ws_drop / ws_reorder / ws_disconnect
         self.rest = BinanceRest(state, self.quotes, self.streams, self.listen_keys, self.symbols)
 
 

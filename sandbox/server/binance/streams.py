@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -44,6 +45,7 @@ from sandbox.engine.events import (
 
 from .. import wire
 from ..core import SandboxCore
+from ..faults import FAULT_CLOSE_CODE, WsFault
 from .codec import (
     ASSET,
     OrderQuotes,
@@ -68,10 +70,15 @@ StreamKey = tuple[str, str, int]  # (kind, market, depth levels)
 _BOOK_EVENTS = frozenset({Trade, OrderAccepted, OrderCanceled, OrderAmended})
 
 
+# Connection ids start here, clear of the hub's client ids (fault plans key state by id).
+CONN_ID_BASE = 1 << 40
+
+
 class Conn:
     """One WebSocket connection: its subscriptions and its outbound queue."""
 
-    def __init__(self, ws: WebSocket, combined: bool, private_only: bool) -> None:
+    def __init__(self, ws: WebSocket, combined: bool, private_only: bool, conn_id: int = 0) -> None:
+        self.id = conn_id
         self.ws = ws
         self.combined = combined
         self.private_only = private_only
@@ -80,6 +87,16 @@ class Conn:
         self.listen_key: str | None = None
         self.queue: asyncio.Queue[bytes | None] = asyncio.Queue(QUEUE_LIMIT)
         self.dropped = False
+        self.close_with: tuple[int, str] | None = None  # set by close(): the sender closes
+
+    def close(self, code: int, reason: str) -> None:
+        """Have the sender close the socket with ``code`` once what is queued has gone out."""
+        if self.close_with is None:
+            self.close_with = (code, reason)
+            try:
+                self.queue.put_nowait(None)
+            except asyncio.QueueFull:
+                self.dropped = True
 
     def push(self, data: bytes) -> None:
         if self.dropped:
@@ -89,11 +106,13 @@ class Conn:
         except asyncio.QueueFull:
             self.dropped = True  # the sender closes the socket
 
-    def send_event(self, stream: str, payload: Any) -> None:
+    def encode(self, stream: str, payload: Any) -> bytes:
         if self.combined:
-            self.push(orjson.dumps({"stream": stream, "data": payload}))
-        else:
-            self.push(orjson.dumps(payload))
+            return orjson.dumps({"stream": stream, "data": payload})
+        return orjson.dumps(payload)
+
+    def send_event(self, stream: str, payload: Any) -> None:
+        self.push(self.encode(stream, payload))
 
 
 def parse_stream(name: str, symbols: Symbols) -> StreamKey | None:
@@ -131,6 +150,8 @@ class BinanceStreams:
         self.private: dict[str, set[Conn]] = {}
         self.conns: set[Conn] = set()
         self.gap_next: set[str] = set()  # markets whose next depth event skips an id (faults)
+        self.fault: WsFault | None = None  # set by the fault plan while it plans WS faults
+        self._next_id = CONN_ID_BASE
 
     # -- subscriptions ---------------------------------------------------------------------
     def subscribe(self, conn: Conn, names: list[str]) -> str | None:
@@ -463,19 +484,45 @@ class BinanceStreams:
         if not listeners:
             return
         raw: bytes | None = None
+        fault = self.fault
         for conn, name in listeners.items():
             if conn.combined:
-                conn.push(orjson.dumps({"stream": name, "data": payload}))
+                data = orjson.dumps({"stream": name, "data": payload})
             else:
                 if raw is None:
                     raw = orjson.dumps(payload)
-                conn.push(raw)
+                data = raw
+            if fault is None:
+                conn.push(data)
+            else:
+                self._deliver_faulty(conn, data, fault)
+
+    def _deliver_faulty(self, conn: Conn, data: bytes, fault: WsFault) -> None:
+        """Push what the fault plan lets through instead of ``data`` (or close the socket)."""
+        out = fault(conn.id, data)
+        if out is None:
+            conn.close(FAULT_CLOSE_CODE, "injected fault: disconnect")
+            return
+        for item in out:
+            conn.push(item if isinstance(item, bytes) else item.encode())
+
+    def disconnect(self, choose: Callable[[Any], bool], code: int, reason: str) -> int:
+        """Close every connection ``choose`` picks (fault injection); returns how many."""
+        picked = [c for c in sorted(self.conns, key=lambda c: c.id) if choose(c)]
+        for conn in picked:
+            conn.close(code, reason)
+        return len(picked)
 
     # -- user data -----------------------------------------------------------------------------
     def _to_account(self, account: str, payload: dict[str, Any]) -> None:
         for conn in list(self.private.get(account, ())):
             if self.check_expiry(conn) and conn.listen_key is not None:
-                conn.send_event(conn.listen_key, payload)
+                data = conn.encode(conn.listen_key, payload)
+                fault = self.fault
+                if fault is None:
+                    conn.push(data)
+                else:
+                    self._deliver_faulty(conn, data, fault)
 
     def _order_fields(self, inst: Instrument, order: Order) -> dict[str, Any]:
         otype = str(order.order_type)
@@ -697,7 +744,8 @@ class BinanceStreams:
             if account is None:
                 await ws.close(code=1008)  # refused during the handshake (HTTP 403)
                 return
-        conn = Conn(ws, combined, private_only=listen_key is not None and not names)
+        self._next_id += 1
+        conn = Conn(ws, combined, listen_key is not None and not names, self._next_id)
         error = self.subscribe(conn, names)
         if error is not None:
             await ws.close(code=1008)
@@ -770,6 +818,9 @@ class BinanceStreams:
                     return
                 continue
             if data is None or ws.application_state is not WebSocketState.CONNECTED:
+                if conn.close_with is not None and ws.application_state is WebSocketState.CONNECTED:
+                    code, reason = conn.close_with
+                    await ws.close(code=code, reason=reason)
                 return
             await ws.send_text(data.decode())
             if conn.private_only and conn.account is None and conn.listen_key is not None:
