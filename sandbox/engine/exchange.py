@@ -293,6 +293,7 @@ class Exchange:
         self._dirty: dict[str, None] = {}  # accounts to re-evaluate, in a deterministic order
         self._liquidating: dict[str, LiquidationState] = {}
         self._called: dict[str, None] = {}  # accounts in margin-call state
+        self._reindex_pending: dict[str, None] = {}  # evaluated since the last mark move
         self._risk_version = 0
         self._accounts_seq = 0
         self._next_order_id = 1
@@ -1420,6 +1421,8 @@ class Exchange:
 
     def _move_mark(self, market: Market, mark: int) -> None:
         """Set the mark and queue every account whose risk trigger it reached (and only them)."""
+        if self._reindex_pending:
+            self._flush_reindex()
         market.mark = mark
         for account_id in market.risk.due(mark):
             self._dirty[account_id] = None
@@ -1509,7 +1512,6 @@ class Exchange:
             elif now >= state.next_step_ts:
                 self._liquidate(account, events, now)
                 equity, mm, contributions = self._margin_state(account)
-        threshold = RATE_SCALE
         if contributions:
             call_ratio = self._lead_config(contributions).margin_call_ratio
             called = mm * RATE_SCALE >= call_ratio * equity
@@ -1528,11 +1530,25 @@ class Exchange:
                 )
             elif not called:
                 self._called.pop(account.id, None)
-            if account.id not in self._called and account.id not in self._liquidating:
-                threshold = call_ratio  # watch for the margin call; once called, liquidation
-            self._reindex(account, equity, mm, contributions, threshold)
+            # New triggers only matter once a mark moves: computed then, once (§15).
+            self._reindex_pending[account.id] = None
         else:
             self._called.pop(account.id, None)
+
+    def _flush_reindex(self) -> None:
+        """Give every account evaluated since the last mark move its triggers (§15), from its
+        state now - which no mark move has changed since that evaluation."""
+        pending = self._reindex_pending
+        for account_id in pending:
+            account = self.accounts[account_id]
+            equity, mm, contributions = self._margin_state(account)
+            if not contributions:
+                continue
+            threshold = RATE_SCALE  # once called (or liquidating): watch for liquidation
+            if account_id not in self._called and account_id not in self._liquidating:
+                threshold = self._lead_config(contributions).margin_call_ratio
+            self._reindex(account, equity, mm, contributions, threshold)
+        pending.clear()
 
     def _lead_config(self, contributions: list[tuple[int, str]]) -> LiquidationConfig:
         """Liquidation settings of the market with the largest maintenance margin (the first
