@@ -18,12 +18,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
-from typing import Protocol
+from typing import Final, Protocol
 
-MONEY_DECIMALS = 8
-MONEY_SCALE: int = 10**MONEY_DECIMALS
-RATE_DECIMALS = 8
-RATE_SCALE: int = 10**RATE_DECIMALS
+MONEY_DECIMALS: Final = 8
+MONEY_SCALE: Final = 10**MONEY_DECIMALS
+RATE_DECIMALS: Final = 8
+RATE_SCALE: Final = 10**RATE_DECIMALS
 
 __all__ = [
     "MONEY_SCALE",
@@ -235,7 +235,7 @@ def liquidation_price(
     return _first_true(liquidatable, mark)  # short: liquidatable on [P, inf)
 
 
-_PRICE_SEARCH_LIMIT = 2**64
+_PRICE_SEARCH_LIMIT: Final = 2**64
 
 
 def order_reserve(

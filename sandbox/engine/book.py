@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from collections import deque
 from heapq import heapify, heappop, heappush
+from typing import Final
 
 # order.status values
-NEW = "NEW"
-PARTIALLY_FILLED = "PARTIALLY_FILLED"
-FILLED = "FILLED"
-CANCELED = "CANCELED"
-EXPIRED = "EXPIRED"
+NEW: Final = "NEW"
+PARTIALLY_FILLED: Final = "PARTIALLY_FILLED"
+FILLED: Final = "FILLED"
+CANCELED: Final = "CANCELED"
+EXPIRED: Final = "EXPIRED"
 
 
 class Order:

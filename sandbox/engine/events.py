@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, fields
 from enum import Enum
-from typing import Any
+from typing import Any, Final
 
 from .codes import RejectCode
 
-ACCOUNTS_STREAM = "accounts"
+ACCOUNTS_STREAM: Final = "accounts"
 
 
 @dataclass(slots=True)

@@ -11,7 +11,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from heapq import heapify, heappop
-from typing import Any, TypeVar
+from typing import Any, Final, TypeVar
 
 from mypy_extensions import mypyc_attr
 
@@ -89,19 +89,21 @@ from .liquidation import (
 )
 from .pricing import IndexCalculator, MarkCalculator, mid_ticks
 
-CLIENT_ID_PATTERN = re.compile(r"[A-Za-z0-9._:/-]{1,36}")
+CLIENT_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9._:/-]{1,36}")
 # Enum members read on every order, as module constants: on Python 3.11 ``TimeInForce.GTC`` is
 # a slow metaclass attribute lookup (~10x a global), and the order path makes several.
-_LIMIT = OrderType.LIMIT
-_LIQUIDATION = OrderType.LIQUIDATION
-_GTC = TimeInForce.GTC
-_IOC = TimeInForce.IOC
-_FOK = TimeInForce.FOK
-_POST_ONLY = TimeInForce.POST_ONLY
-_RESTING_TIFS = (_GTC, _POST_ONLY)
-_MARKET_TIFS = (_IOC, _FOK)
-_CANCEL_TAKER = SelfTradePrevention.CANCEL_TAKER
-_CANCEL_MAKER = SelfTradePrevention.CANCEL_MAKER
+_BUY: Final = Side.BUY
+_SELL: Final = Side.SELL
+_LIMIT: Final = OrderType.LIMIT
+_LIQUIDATION: Final = OrderType.LIQUIDATION
+_GTC: Final = TimeInForce.GTC
+_IOC: Final = TimeInForce.IOC
+_FOK: Final = TimeInForce.FOK
+_POST_ONLY: Final = TimeInForce.POST_ONLY
+_RESTING_TIFS: Final = (_GTC, _POST_ONLY)
+_MARKET_TIFS: Final = (_IOC, _FOK)
+_CANCEL_TAKER: Final = SelfTradePrevention.CANCEL_TAKER
+_CANCEL_MAKER: Final = SelfTradePrevention.CANCEL_MAKER
 
 
 @dataclass(frozen=True, slots=True)
@@ -457,18 +459,26 @@ class Exchange:
         market = self._market(cmd.market)
         account = self._account(cmd.account)
         inst = market.instrument
+        # Validated values become typed locals (plain ints): fast in compiled arithmetic.
         given_side = cmd.side
-        if type(given_side) not in (int, Side) or (given_side != 1 and given_side != -1):
+        if given_side is _BUY:
+            side = 1
+        elif given_side is _SELL:
+            side = -1
+        elif type(given_side) is int and (given_side == 1 or given_side == -1):
+            side = given_side
+        else:
             raise EngineError(
                 RejectCode.INVALID_ORDER, f"side must be BUY or SELL, got {given_side!r}"
             )
-        side = 1 if given_side > 0 else -1  # a plain int (fast in compiled arithmetic)
         given_qty = cmd.qty
-        if type(given_qty) is not int or given_qty <= 0:  # _is_int, inlined on the hot path
+        if type(given_qty) is not int:  # _is_int, inlined on the hot path
             raise EngineError(
                 RejectCode.INVALID_QUANTITY, f"quantity {given_qty!r} must be lots > 0"
             )
-        qty: int = given_qty  # checked: typed from here on
+        qty: int = given_qty
+        if qty <= 0:
+            raise EngineError(RejectCode.INVALID_QUANTITY, f"quantity {qty!r} must be lots > 0")
         if qty < inst.min_qty:
             raise EngineError(
                 RejectCode.QTY_BELOW_MIN, f"quantity {qty} < {inst.min_qty}", min_qty=inst.min_qty
@@ -488,11 +498,13 @@ class Exchange:
         )
         if order_type is _LIMIT:
             given_price = cmd.price
-            if type(given_price) is not int or given_price <= 0:
+            if type(given_price) is not int:
                 raise EngineError(
                     RejectCode.INVALID_PRICE, f"price {given_price!r} must be ticks > 0"
                 )
             price: int = given_price
+            if price <= 0:
+                raise EngineError(RejectCode.INVALID_PRICE, f"price {price!r} must be ticks > 0")
             tif = _GTC if tif is None else tif
             max_qty = inst.max_qty
             self._check_band(inst, price, mark)
