@@ -6,9 +6,13 @@ accept every command and give each order the id the generator predicted.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
-from bench.bench_engine import ADD, CANCEL, generate, instruments_for, measure
+from bench.bench_engine import ADD, CANCEL, generate, instruments_for, measure, run_isolated
 
 
 @pytest.mark.parametrize("markets", [1, 3])
@@ -31,3 +35,27 @@ def test_engine_and_bare_book_agree(markets: int) -> None:
 def test_stream_is_deterministic() -> None:
     assert generate(500, seed=3) == generate(500, seed=3)
     assert generate(500, seed=3) != generate(500, seed=4)
+
+
+def test_compiled_and_pure_engine_runs_agree() -> None:
+    """The ``engine-py`` run (sources, in a spawned interpreter) ends like the default one."""
+    stream = generate(1_000, seed=3, markets=1)
+    symbols = tuple(i.symbol for i in instruments_for(1))
+    as_built = run_isolated("engine", stream, symbols, True)
+    from_sources = run_isolated("engine-py", stream, symbols, True)
+    assert as_built["rejected"] == from_sources["rejected"] == 0
+    assert as_built["traded_qty"] == from_sources["traded_qty"] > 0
+    assert as_built["state"] == from_sources["state"]
+
+
+@pytest.mark.parametrize("impl", ["bare", "engine"])
+def test_the_instruction_counting_run_works(impl: str) -> None:
+    """The body ``--instructions`` runs under valgrind (here without it)."""
+    script = Path(__file__).resolve().parents[2] / "bench" / "bench_engine.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--count-run", f"{impl},500,1,1,500"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
