@@ -343,15 +343,8 @@ def fill_position(
     exit_notional = price * closing * factor
     pnl = (exit_notional if size > 0 else -exit_notional) - released
     cost -= released
-    opening = qty - closing
-    if side > 0:
-        size += closing
-        if opening:
-            size += opening
-            cost += price * opening * factor
-    else:
-        size -= closing
-        if opening:
-            size -= opening
-            cost -= price * opening * factor
-    return size, cost, pnl
+    opening = qty - closing  # what is left opens a position on the other side
+    if opening:
+        notional = price * opening * factor
+        cost = cost + notional if side > 0 else cost - notional
+    return (size + qty if side > 0 else size - qty), cost, pnl

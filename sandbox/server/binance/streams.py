@@ -817,10 +817,13 @@ class BinanceStreams:
                     await self._flush_and_close(conn)
                     return
                 continue
-            if data is None or ws.application_state is not WebSocketState.CONNECTED:
-                if conn.close_with is not None and ws.application_state is WebSocketState.CONNECTED:
+            connected = ws.application_state is WebSocketState.CONNECTED
+            if data is None:  # queued by Conn.close, after what was already queued
+                if connected and conn.close_with is not None:
                     code, reason = conn.close_with
                     await ws.close(code=code, reason=reason)
+                return
+            if not connected:
                 return
             await ws.send_text(data.decode())
             if conn.private_only and conn.account is None and conn.listen_key is not None:
