@@ -20,6 +20,8 @@ from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 from typing import Final, Protocol
 
+from mypy_extensions import i64
+
 MONEY_DECIMALS: Final = 8
 MONEY_SCALE: Final = 10**MONEY_DECIMALS
 RATE_DECIMALS: Final = 8
@@ -42,9 +44,12 @@ __all__ = [
     "max_notional_at",
     "money_from_decimal",
     "money_to_decimal",
+    "mul",
+    "mul_div",
     "mul_rate_ceil",
     "mul_rate_floor",
     "order_reserve",
+    "rate_below",
     "rate_from_decimal",
     "rate_to_decimal",
     "whole_units",
@@ -56,14 +61,51 @@ def ceil_div(numerator: int, denominator: int) -> int:
     return -((-numerator) // denominator)
 
 
+# Exact products without Python's arbitrary-precision path where 64 bits suffice. Compiled
+# (mypyc) code multiplies two ints natively only when both are non-negative and below 2**30;
+# money times a size, a price or a rate is larger, and a bid's sign is negative, so a plain
+# ``a * b`` there converts both to Python ints and back (hundreds of instructions). These
+# helpers give the same exact results; interpreted, ``i64(x)`` is just ``int(x)``.
+_MUL_SMALL: Final = 1 << 31  # |a|, |b| below this: |a * b| < 2**62
+_MUL_SHORT: Final = (1 << 62) - 1  # the largest int compiled code keeps unboxed
+_I64_MAX: Final[i64] = (1 << 63) - 1
+
+
+def mul(a: int, b: int) -> int:
+    """``a * b``, exactly; as machine integers whenever the product fits in 64 bits."""
+    if -_MUL_SMALL < a < _MUL_SMALL and -_MUL_SMALL < b < _MUL_SMALL:
+        return int(i64(a) * i64(b))
+    if -_MUL_SHORT <= a <= _MUL_SHORT and -_MUL_SHORT <= b <= _MUL_SHORT:
+        x = i64(a)
+        y = i64(b)
+        size_y = y if y >= 0 else -y
+        if size_y == 0 or (x if x >= 0 else -x) <= _I64_MAX // size_y:
+            return int(x * y)
+    return a * b
+
+
+def mul_div(a: int, b: int, d: int) -> int:
+    """``floor(a * b / d)`` for ``d > 0``, exactly, without forming ``a * b``: with
+    ``a = q*d + r`` (``0 <= r < d``) it is ``q*b + floor(r*b / d)``, whose terms stay within
+    64 bits for money times rates."""
+    q = a // d
+    return mul(q, b) + mul(a - mul(q, d), b) // d
+
+
 def mul_rate_ceil(amount: int, rate: int) -> int:
     """``amount * rate`` rounded toward +infinity (a charge in the venue's favour)."""
-    return ceil_div(amount * rate, RATE_SCALE)
+    return -mul_div(-amount, rate, RATE_SCALE)
 
 
 def mul_rate_floor(amount: int, rate: int) -> int:
     """``amount * rate`` rounded toward -infinity (a credit in the venue's favour)."""
-    return (amount * rate) // RATE_SCALE
+    return mul_div(amount, rate, RATE_SCALE)
+
+
+def rate_below(amount: int, rate: int, other: int) -> bool:
+    """``amount < rate * other`` with ``rate`` in rate units, i.e. ``amount * RATE_SCALE <
+    rate * other``, exactly: for an integer ``amount`` that is ``amount < ceil(rate * other)``."""
+    return amount < -mul_div(-other, rate, RATE_SCALE)
 
 
 def whole_units(value: Decimal, unit: Decimal | Fraction | int) -> int | None:
@@ -175,7 +217,7 @@ def maintenance_margin(brackets: Sequence[Bracket], notional: int) -> int:
     for bracket in brackets:  # bracket_for, inlined: this runs on every risk check
         if notional <= bracket.notional_cap:
             break
-    margin = -((-notional * bracket.mmr) // RATE_SCALE) - bracket.maint_amount
+    margin = -mul_div(-notional, bracket.mmr, RATE_SCALE) - bracket.maint_amount
     return margin if margin > 0 else 0
 
 
@@ -259,14 +301,14 @@ def order_reserve(
     if buy_qty:
         excess = buy_qty + size if size < 0 else buy_qty
         if excess > 0:
-            divisor = buy_qty * leverage
-            buy = (buy_value * excess * factor + divisor - 1) // divisor
+            divisor = mul(buy_qty, leverage)
+            buy = (mul(mul(buy_value, excess), factor) + divisor - 1) // divisor
     sell = 0
     if sell_qty:
         excess = sell_qty - size if size > 0 else sell_qty
         if excess > 0:
-            divisor = sell_qty * leverage
-            sell = (sell_value * excess * factor + divisor - 1) // divisor
+            divisor = mul(sell_qty, leverage)
+            sell = (mul(mul(sell_value, excess), factor) + divisor - 1) // divisor
     return buy if buy > sell else sell
 
 
@@ -325,10 +367,10 @@ def fill_position(
     The closing part releases cost pro rata (rounded toward zero, all of it on a full close);
     any remainder opens a position on the other side at ``price``.
     """
-    # Notionals are built from non-negative factors and signed afterwards: the same numbers,
-    # and small positive operands keep compiled (mypyc) arithmetic on its fast path.
+    # Notionals are built from non-negative factors and signed afterwards, with ``mul`` (exact,
+    # and on machine integers in compiled code).
     if size == 0 or (size > 0) == (side > 0):
-        notional = price * qty * factor
+        notional = mul(mul(price, qty), factor)
         if side > 0:
             return size + qty, cost + notional, 0
         return size - qty, cost - notional, 0
@@ -337,14 +379,14 @@ def fill_position(
     if closing == held:
         released = cost
     elif cost >= 0:
-        released = cost * closing // held
+        released = mul_div(cost, closing, held)
     else:
-        released = -((-cost) * closing // held)
-    exit_notional = price * closing * factor
+        released = -mul_div(-cost, closing, held)
+    exit_notional = mul(mul(price, closing), factor)
     pnl = (exit_notional if size > 0 else -exit_notional) - released
     cost -= released
     opening = qty - closing  # what is left opens a position on the other side
     if opening:
-        notional = price * opening * factor
+        notional = mul(mul(price, opening), factor)
         cost = cost + notional if side > 0 else cost - notional
     return (size + qty if side > 0 else size - qty), cost, pnl

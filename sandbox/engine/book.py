@@ -129,6 +129,11 @@ class BookSide:
         self._heap: list[int] = []
         self._in_heap: set[int] = set()
 
+    def _key(self, price: int) -> int:
+        """``sign * price``, without a multiplication (compiled code multiplies a negative
+        int on its slow path)."""
+        return price if self.sign > 0 else -price
+
     def best(self) -> Level | None:
         """The best level, or None if the side is empty."""
         heap, levels = self._heap, self.levels
@@ -141,7 +146,7 @@ class BookSide:
 
     def add(self, order: Order) -> None:
         """Append ``order`` at the back of its price level."""
-        key = self.sign * order.price
+        key = self._key(order.price)
         levels = self.levels
         level = levels.get(key)
         if level is None:
@@ -159,7 +164,7 @@ class BookSide:
 
     def remove(self, order: Order) -> None:
         """Take a live order out of the book (lazily: its slot is skipped later)."""
-        key = self.sign * order.price
+        key = self._key(order.price)
         level = self.levels[key]
         order.live = False
         level.qty -= order.remaining
@@ -169,7 +174,7 @@ class BookSide:
 
     def reduce(self, order: Order, by: int) -> None:
         """Lower a live order's remaining quantity in place (keeps its priority)."""
-        self.levels[self.sign * order.price].qty -= by
+        self.levels[self._key(order.price)].qty -= by
         order.remaining -= by
 
     def pop_filled_front(self, level: Level) -> None:
@@ -178,7 +183,7 @@ class BookSide:
         order.live = False
         level.live -= 1
         if level.live == 0:
-            del self.levels[self.sign * level.price]
+            del self.levels[self._key(level.price)]
 
     def _compact(self) -> None:
         self._heap = list(self.levels)

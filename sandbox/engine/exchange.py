@@ -23,8 +23,10 @@ from perpbot.risk.margin import (
     maintenance_margin,
     margin_ratio,
     max_notional_at,
+    mul,
     mul_rate_ceil,
     order_reserve,
+    rate_below,
 )
 
 from .accounts import Account, Position
@@ -392,7 +394,7 @@ class Exchange:
         for symbol, pos in account.positions.items():
             if pos.size:
                 market = markets[symbol]
-                value = pos.size * market.mark * market.factor
+                value = mul(mul(pos.size, market.mark), market.factor)
                 equity += value - pos.cost
                 position_margin -= (-value if value > 0 else value) // pos.leverage  # ceil
         return equity - position_margin - account.reserve
@@ -414,7 +416,7 @@ class Exchange:
         bracket or the extra margin exceeds the available balance."""
         size = pos.size
         worst = max(abs(size + buy[0]), abs(size - sell[0]))
-        exposure = worst * market.mark * market.factor
+        exposure = mul(mul(worst, market.mark), market.factor)
         if exposure > max_exposure:
             raise EngineError(
                 RejectCode.MAX_POSITION_EXCEEDED,
@@ -573,7 +575,7 @@ class Exchange:
             qty = min(qty, abs(size))  # never more than the position it reduces
             reserve = pos.reserve
         else:
-            notional = notional_price * qty * market.factor
+            notional = mul(mul(notional_price, qty), market.factor)
             if notional < inst.min_notional:
                 raise EngineError(
                     RejectCode.NOTIONAL_BELOW_MIN,
@@ -581,7 +583,7 @@ class Exchange:
                     notional=notional,
                     min_notional=inst.min_notional,
                 )
-            value = limit * qty
+            value = mul(limit, qty)
             if side > 0:
                 buy = (pos.buy_qty + qty, pos.buy_value + value)
                 sell = (pos.sell_qty, pos.sell_value)
@@ -724,10 +726,10 @@ class Exchange:
         remaining = order.remaining
         if order.side > 0:
             pos.buy_qty += remaining
-            pos.buy_value += order.price * remaining
+            pos.buy_value += mul(order.price, remaining)
         else:
             pos.sell_qty += remaining
-            pos.sell_value += order.price * remaining
+            pos.sell_value += mul(order.price, remaining)
         if reserve is None:
             self._set_reserve(account, pos, market.factor)
         else:
@@ -748,10 +750,10 @@ class Exchange:
             remaining = order.remaining
             if order.side > 0:
                 pos.buy_qty -= remaining
-                pos.buy_value -= order.price * remaining
+                pos.buy_value -= mul(order.price, remaining)
             else:
                 pos.sell_qty -= remaining
-                pos.sell_value -= order.price * remaining
+                pos.sell_value -= mul(order.price, remaining)
             self._set_reserve(account, pos, market.factor)
         return pos
 
@@ -809,8 +811,8 @@ class Exchange:
     @staticmethod
     def _check_band(inst: Instrument, price: int, mark: int) -> None:
         band = inst.price_band
-        scaled = price * RATE_SCALE
-        if scaled > mark * (RATE_SCALE + band) or scaled < mark * (RATE_SCALE - band):
+        scaled = mul(price, RATE_SCALE)
+        if scaled > mul(mark, RATE_SCALE + band) or scaled < mul(mark, RATE_SCALE - band):
             raise EngineError(
                 RejectCode.PRICE_OUT_OF_BAND,
                 f"price {price} is outside mark {mark} +- {band}/{RATE_SCALE}",
@@ -867,15 +869,15 @@ class Exchange:
 
         Returns True if self-trade prevention stopped the taker.
         """
-        sign = book_side.sign
-        limit_key = sign * taker.price
+        asks = book_side.sign > 0  # beyond the limit: above it on the asks, below it on the bids
+        limit = taker.price
         accounts = self.accounts
         symbol = market.symbol
         taker_account = accounts[taker.account]
         taker_pos = taker_account.positions[symbol]
         while taker.remaining:
             level = book_side.best()
-            if level is None or sign * level.price > limit_key:
+            if level is None or (level.price > limit if asks else level.price < limit):
                 return False
             orders = level.orders
             while orders and taker.remaining:
@@ -928,7 +930,7 @@ class Exchange:
         price = maker.price
         factor = market.factor
         inst = market.instrument
-        notional = price * qty * factor
+        notional = mul(mul(price, qty), factor)
 
         level.qty -= qty
         maker.remaining -= qty
@@ -943,14 +945,14 @@ class Exchange:
         if not maker.reduce_only:
             if maker.side > 0:
                 maker_pos.buy_qty -= qty
-                maker_pos.buy_value -= price * qty
+                maker_pos.buy_value -= mul(price, qty)
             else:
                 maker_pos.sell_qty -= qty
-                maker_pos.sell_value -= price * qty
-        maker_fee = -((-notional * inst.maker_fee) // RATE_SCALE)  # ceil, as mul_rate_ceil
+                maker_pos.sell_value -= mul(price, qty)
+        maker_fee = mul_rate_ceil(notional, inst.maker_fee)
         # A liquidation pays the liquidation fee (to the insurance fund) instead of a taker fee.
         taker_fee = (
-            0 if taker.order_type is _LIQUIDATION else -((-notional * inst.taker_fee) // RATE_SCALE)
+            0 if taker.order_type is _LIQUIDATION else mul_rate_ceil(notional, inst.taker_fee)
         )
         maker_pnl = _apply_fill(maker_pos, maker.side, price, qty, factor)
         taker_pnl = _apply_fill(taker_pos, taker.side, price, qty, factor)
@@ -1487,7 +1489,7 @@ class Exchange:
         for symbol, pos in account.positions.items():
             if pos.size:
                 market = self.markets[symbol]
-                value = pos.size * market.mark * market.factor
+                value = mul(mul(pos.size, market.mark), market.factor)
                 equity += value - pos.cost
                 mm = maintenance_margin(market.instrument.brackets, abs(value))
                 total_mm += mm
@@ -1512,7 +1514,7 @@ class Exchange:
         state = self._liquidating.get(account.id)
         if contributions and equity <= mm:
             cfg = self._lead_config(contributions)
-            deep = equity * RATE_SCALE < cfg.backstop_ratio * mm
+            deep = rate_below(equity, cfg.backstop_ratio, mm)  # equity < backstop_ratio * MM
             if state is None or now >= state.next_step_ts or deep:
                 self._liquidate(account, events, now)
                 equity, mm, contributions = self._margin_state(account)
@@ -1526,7 +1528,7 @@ class Exchange:
                 equity, mm, contributions = self._margin_state(account)
         if contributions:
             call_ratio = self._lead_config(contributions).margin_call_ratio
-            called = mm * RATE_SCALE >= call_ratio * equity
+            called = not rate_below(mm, call_ratio, equity)  # MM >= call_ratio * equity
             if called and account.id not in self._called and account.id not in self._liquidating:
                 self._called[account.id] = None
                 self._accounts_seq += 1

@@ -1,0 +1,58 @@
+"""``mul``, ``mul_div``, ``mul_rate_*`` and ``rate_below`` equal the plain big-int formulas.
+
+They take machine-integer shortcuts in the compiled engine, so the interesting inputs sit at
+the edges of those shortcuts: 2**31, 2**62 (the largest unboxed int) and 2**63 (i64), on both
+signs. ``make test`` runs this file on the compiled engine and again on the Python sources.
+"""
+
+from __future__ import annotations
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from perpbot.risk.margin import (
+    RATE_SCALE,
+    mul,
+    mul_div,
+    mul_rate_ceil,
+    mul_rate_floor,
+    rate_below,
+)
+
+_EDGES = [0, 1, 2, 3, 2**30, 2**31, 2**32, 2**61, 2**62, 2**63, 2**64, 10**8, 10**17, 10**30]
+_EDGE_INTS = sorted({s * (e + d) for e in _EDGES for d in (-1, 0, 1) for s in (1, -1)})
+ints = st.one_of(st.sampled_from(_EDGE_INTS), st.integers(-(2**70), 2**70))
+divisors = st.one_of(st.sampled_from([1, 2, 3, 7, RATE_SCALE, 2**31, 2**62, 2**63]), ints)
+
+
+@given(ints, ints)
+def test_mul_is_the_exact_product(a: int, b: int) -> None:
+    assert mul(a, b) == a * b
+    assert mul(b, a) == a * b
+
+
+def test_mul_at_the_i64_boundary() -> None:
+    # products just inside and just outside 64 bits, both signs
+    assert mul(2**31, 2**31) == 2**62
+    assert mul(-(2**31), 2**31) == -(2**62)
+    assert mul(2**62 - 1, 2) == 2**63 - 2
+    assert mul(2**62 - 1, 3) == 3 * (2**62 - 1)
+    assert mul(-(2**62) + 1, -2) == 2**63 - 2
+    assert mul(3037000499, 3037000499) == 3037000499**2  # floor(sqrt(2**63 - 1))
+    assert mul(3037000500, 3037000500) == 3037000500**2  # just past it
+
+
+@given(ints, ints, divisors.filter(lambda d: d > 0))
+def test_mul_div_is_the_floor_of_the_exact_quotient(a: int, b: int, d: int) -> None:
+    assert mul_div(a, b, d) == (a * b) // d
+
+
+@given(ints, ints)
+def test_rate_rounding_and_comparison(amount: int, rate: int) -> None:
+    assert mul_rate_floor(amount, rate) == (amount * rate) // RATE_SCALE
+    assert mul_rate_ceil(amount, rate) == -((-amount * rate) // RATE_SCALE)
+
+
+@given(ints, ints, ints)
+def test_rate_below_is_the_scaled_comparison(amount: int, rate: int, other: int) -> None:
+    assert rate_below(amount, rate, other) == (amount * RATE_SCALE < rate * other)
