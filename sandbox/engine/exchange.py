@@ -95,6 +95,7 @@ CLIENT_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9._:/-]{1,36}")
 # Enum members read on every order, as module constants: on Python 3.11 ``TimeInForce.GTC`` is
 # a slow metaclass attribute lookup (~10x a global), and the order path makes several.
 _BUY: Final = Side.BUY
+_RESERVED_MESSAGE: Final = "insurance fund accounts are run by the exchange (deposits only)"
 _SELL: Final = Side.SELL
 _LIMIT: Final = OrderType.LIMIT
 _LIQUIDATION: Final = OrderType.LIQUIDATION
@@ -319,20 +320,24 @@ class Exchange:
     # -- the one entry point ------------------------------------------------------------------
     def submit(self, command: Command) -> list[Event]:
         """Apply ``command``; return the events it caused, or one ``Rejected``."""
-        handler = self._handlers.get(type(command))
+        kind = type(command)
+        cmd: Any = command
         try:
-            if getattr(command, "account", None) in self.insurance_funds and not isinstance(
-                command, Deposit
-            ):
-                raise EngineError(
-                    RejectCode.RESERVED_ACCOUNT,
-                    "insurance fund accounts are run by the exchange (deposits only)",
-                )
-            if handler is None:
-                raise EngineError(
-                    RejectCode.UNKNOWN_COMMAND, f"unknown command {type(command).__name__}"
-                )
-            events = handler(command)
+            if kind is PlaceOrder or kind is CancelOrder:  # most of the traffic: no table lookup
+                if cmd.account in self.insurance_funds:
+                    raise EngineError(RejectCode.RESERVED_ACCOUNT, _RESERVED_MESSAGE)
+                events = self._place(cmd) if kind is PlaceOrder else self._cancel(cmd)
+            else:
+                if getattr(cmd, "account", None) in self.insurance_funds and not isinstance(
+                    cmd, Deposit
+                ):
+                    raise EngineError(RejectCode.RESERVED_ACCOUNT, _RESERVED_MESSAGE)
+                handler = self._handlers.get(kind)
+                if handler is None:
+                    raise EngineError(
+                        RejectCode.UNKNOWN_COMMAND, f"unknown command {kind.__name__}"
+                    )
+                events = handler(command)
         except EngineError as err:
             return [
                 Rejected(
@@ -367,12 +372,14 @@ class Exchange:
         return pos
 
     def _find_open(self, account: Account, market: Market, cmd: Any) -> Order:
-        if (cmd.order_id is None) == (cmd.client_id is None):
+        order_id = cmd.order_id
+        client_id = cmd.client_id
+        if (order_id is None) == (client_id is None):
             raise EngineError(RejectCode.INVALID_ORDER, "give exactly one of order_id, client_id")
-        if cmd.order_id is not None:
-            order = self._open.get(cmd.order_id) if _is_int(cmd.order_id) else None
-        elif isinstance(cmd.client_id, str):
-            order = account.client_ids.get(cmd.client_id)
+        if order_id is not None:
+            order = self._open.get(order_id) if _is_int(order_id) else None
+        elif isinstance(client_id, str):
+            order = account.client_ids.get(client_id)
         else:
             order = None
         if (
@@ -381,7 +388,7 @@ class Exchange:
             or order.account != account.id
             or order.market != market.symbol
         ):
-            ref = cmd.order_id if cmd.order_id is not None else cmd.client_id
+            ref = order_id if order_id is not None else client_id
             raise EngineError(RejectCode.UNKNOWN_ORDER, f"no open order {ref!r} in {market.symbol}")
         return order
 
