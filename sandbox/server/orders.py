@@ -2,7 +2,8 @@
 
 FastAPI's per-request machinery (dependency solving, request objects, middleware layers) costs
 more than the engine's whole order path (measured: ~180 µs of ~350 µs). Order placement is the
-hot path of every bot, so :class:`GuardMiddleware` hands ``POST /v1/orders`` straight to
+hot path of every bot, so ``SandboxApp`` sends ``POST /v1/orders`` past the framework's layers
+to the sandbox's own (metrics, then :class:`GuardMiddleware`), and Guard hands it straight to
 :func:`serve_place_order` after throttling; the FastAPI route stays for the OpenAPI description
 (and for fault injection's replays) and calls the same :func:`place_order`. The schemathesis
 tests run against the lean path and check it answers exactly as the description says.

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import httpx
 import pytest
 
+from sandbox.server.app import create_app
 from sandbox.server.state import SandboxState
 
-from .conftest import Api
+from .conftest import Api, FakeWall
 
 
 async def test_place_limit_order_rests_and_is_listed(alice: Api) -> None:
@@ -190,3 +194,33 @@ async def test_client_ids_with_slashes_and_colons_are_reachable(alice: Api) -> N
     assert (got.status_code, got.json()["client_order_id"]) == (200, "grid/1:a")
     assert "x-pb-used-weight-1m" in got.headers  # throttled like any other route
     assert (await alice.delete(path)).json()["status"] == "CANCELED"
+
+
+async def test_order_entry_skips_the_framework_layers_but_not_ours(state: SandboxState) -> None:
+    """POST /v1/orders enters at the sandbox's metrics middleware (SandboxApp); every other
+    request still goes through the whole Starlette/FastAPI stack."""
+    app = create_app(state, background=False)
+    framework_calls: list[str] = []
+    transport = httpx.ASGITransport(app=app, client=("10.0.0.1", 1234))
+    async with httpx.AsyncClient(transport=transport, base_url="http://sandbox") as client:
+        api = Api(client, FakeWall(), "alice-key", "alice-secret-0123456789")
+        assert (await api.order(side="BUY", qty="0.010", price="59000.0")).status_code == 200
+        stack = app.middleware_stack  # built by the first order, which found its entry in it
+        assert stack is not None
+
+        async def counting(scope: Any, receive: Any, send: Any) -> None:
+            framework_calls.append(f"{scope['method']} {scope['path']}")
+            await stack(scope, receive, send)
+
+        app.middleware_stack = counting
+        r = await api.order(side="BUY", qty="0.010", price="59000.0", client_order_id="x-1")
+        assert r.status_code == 200, r.text
+        bad = await api.order(side="BUY", qty="abc", price="59000.0")  # still the envelope
+        assert bad.status_code == 422 and bad.json()["code"] == "VALIDATION_ERROR"
+        assert (await api.get("/v1/orders")).status_code == 200
+        metrics = (await client.get("/metrics")).text
+    assert framework_calls == ["GET /v1/orders", "GET /metrics"]
+    # ... and the monitor still counted both orders, by route and status
+    for status in (200, 422):
+        line = f'sandbox_http_requests_total{{method="POST",route="/v1/orders",status="{status}"}}'
+        assert f"{line} {2.0 if status == 200 else 1.0}" in metrics
