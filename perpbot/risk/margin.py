@@ -65,7 +65,9 @@ def ceil_div(numerator: int, denominator: int) -> int:
 # (mypyc) code multiplies two ints natively only when both are non-negative and below 2**30;
 # money times a size, a price or a rate is larger, and a bid's sign is negative, so a plain
 # ``a * b`` there converts both to Python ints and back (hundreds of instructions). These
-# helpers give the same exact results; interpreted, ``i64(x)`` is just ``int(x)``.
+# helpers give the same exact results. Interpreted, they are the plain formulas (an ``i64``
+# annotation does nothing there, and the checks would only cost time).
+_COMPILED: Final = not __file__.endswith(".py")  # compiled, this is an extension module
 _MUL_SMALL: Final = 1 << 31  # |a|, |b| below this: |a * b| < 2**62
 _MUL_SHORT: Final = (1 << 62) - 1  # the largest int compiled code keeps unboxed
 _I64_MAX: Final[i64] = (1 << 63) - 1
@@ -73,14 +75,18 @@ _I64_MAX: Final[i64] = (1 << 63) - 1
 
 def mul(a: int, b: int) -> int:
     """``a * b``, exactly; as machine integers whenever the product fits in 64 bits."""
+    if not _COMPILED:
+        return a * b
     if -_MUL_SMALL < a < _MUL_SMALL and -_MUL_SMALL < b < _MUL_SMALL:
-        return int(i64(a) * i64(b))
+        x: i64 = a
+        y: i64 = b
+        return x * y
     if -_MUL_SHORT <= a <= _MUL_SHORT and -_MUL_SHORT <= b <= _MUL_SHORT:
-        x = i64(a)
-        y = i64(b)
-        size_y = y if y >= 0 else -y
-        if size_y == 0 or (x if x >= 0 else -x) <= _I64_MAX // size_y:
-            return int(x * y)
+        x2: i64 = a
+        y2: i64 = b
+        size_y = y2 if y2 >= 0 else -y2
+        if size_y == 0 or (x2 if x2 >= 0 else -x2) <= _I64_MAX // size_y:
+            return x2 * y2
     return a * b
 
 
@@ -88,6 +94,8 @@ def mul_div(a: int, b: int, d: int) -> int:
     """``floor(a * b / d)`` for ``d > 0``, exactly, without forming ``a * b``: with
     ``a = q*d + r`` (``0 <= r < d``) it is ``q*b + floor(r*b / d)``, whose terms stay within
     64 bits for money times rates."""
+    if not _COMPILED:
+        return a * b // d
     q = a // d
     return mul(q, b) + mul(a - mul(q, d), b) // d
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
+from perpbot._native import compiled_modules
+from perpbot.risk import margin
 from perpbot.risk.margin import (
     RATE_SCALE,
     mul,
@@ -56,3 +58,9 @@ def test_rate_rounding_and_comparison(amount: int, rate: int) -> None:
 @given(ints, ints, ints)
 def test_rate_below_is_the_scaled_comparison(amount: int, rate: int, other: int) -> None:
     assert rate_below(amount, rate, other) == (amount * RATE_SCALE < rate * other)
+
+
+def test_the_machine_integer_path_is_taken_exactly_when_compiled() -> None:
+    # Interpreted, the helpers are the plain formulas; compiled, they must not be (or the
+    # engine would silently lose the speed they exist for).
+    assert margin._COMPILED is compiled_modules()["perpbot.risk.margin"]
