@@ -771,6 +771,7 @@ class Exchange:
         if not recent:
             account.oldest_done_ts = now
         recent[order.id] = order
+        account.finished.append(order)
         config = self.config
         if (
             len(recent) > config.recent_orders
@@ -781,16 +782,18 @@ class Exchange:
     def _forget_oldest(self, account: Account, now: int) -> None:
         """Drop the oldest finished orders while there are too many or they are too old."""
         recent = account.recent
+        finished = account.finished
         limit = self.config.recent_orders
         horizon = now - self.config.recent_order_ttl_ms
         while recent:
             if len(recent) <= limit and account.oldest_done_ts >= horizon:
                 break
-            oldest = recent.popitem(last=False)[1]
+            oldest = finished.popleft()
+            del recent[oldest.id]
             if oldest.client_id is not None and account.client_ids.get(oldest.client_id) is oldest:
                 del account.client_ids[oldest.client_id]
             if recent:
-                account.oldest_done_ts = next(iter(recent.values())).done_ts
+                account.oldest_done_ts = finished[0].done_ts
 
     def _check_client_id(self, account: Account, client_id: object) -> None:
         if not isinstance(client_id, str) or not (

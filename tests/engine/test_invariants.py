@@ -596,6 +596,17 @@ class ExchangeMachine(RuleBasedStateMachine):
                 assert acc.collateral >= 0, view
 
     @invariant()
+    def finished_orders_are_remembered_in_order_within_bounds(self) -> None:
+        config = self.ex.config
+        for acc in self.ex.accounts.values():
+            assert list(acc.finished) == list(acc.recent.values())
+            assert len(acc.recent) <= config.recent_orders
+            if acc.finished:
+                assert acc.oldest_done_ts == acc.finished[0].done_ts
+                times = [o.done_ts for o in acc.finished]
+                assert times == sorted(times)  # oldest first
+
+    @invariant()
     def liquidatable_accounts_are_being_liquidated(self) -> None:
         for account_id, acc in self.ex.accounts.items():
             if account_id in self.ex.insurance_funds:
