@@ -121,7 +121,7 @@ class Publisher:
                 assert isinstance(ev, Trade)
                 sym = ev.stream
                 inst = instruments[sym]
-                t = touched.setdefault(sym, (set(), set()))
+                t = touched.get(sym) or _touch(touched, sym)
                 (t[0] if ev.taker_side < 0 else t[1]).add(ev.price)
                 hub.publish(
                     f"trades:{sym}",
@@ -140,19 +140,19 @@ class Publisher:
                 self._private_trade(ev, inst)
             elif kind is OrderAccepted:
                 assert isinstance(ev, OrderAccepted)
-                t = touched.setdefault(ev.stream, (set(), set()))
+                t = touched.get(ev.stream) or _touch(touched, ev.stream)
                 (t[0] if ev.side > 0 else t[1]).add(ev.price)
                 self._order_update(ev.account, ev.order_id, "accepted", ev.ts)
                 accounts[ev.account] = None
             elif kind is OrderCanceled:
                 assert isinstance(ev, OrderCanceled)
-                t = touched.setdefault(ev.stream, (set(), set()))
+                t = touched.get(ev.stream) or _touch(touched, ev.stream)
                 (t[0] if ev.side > 0 else t[1]).add(ev.price)
                 self._order_update(ev.account, ev.order_id, ev.reason, ev.ts)
                 accounts[ev.account] = None
             elif kind is OrderAmended:
                 assert isinstance(ev, OrderAmended)
-                t = touched.setdefault(ev.stream, (set(), set()))
+                t = touched.get(ev.stream) or _touch(touched, ev.stream)
                 s = t[0] if ev.side > 0 else t[1]
                 s.add(ev.price)
                 s.add(ev.old_price)
@@ -208,8 +208,8 @@ class Publisher:
         book = self.core.exchange.markets[sym].book
         inst = self.core.instruments[sym]
         mirror_bids, mirror_asks = self._levels[sym]
-        out_bids = _changes(bids, book.bids.levels, -1, mirror_bids, inst)
-        out_asks = _changes(asks, book.asks.levels, 1, mirror_asks, inst)
+        out_bids = _changes(bids, book.bids.levels, -1, mirror_bids, inst) if bids else []
+        out_asks = _changes(asks, book.asks.levels, 1, mirror_asks, inst) if asks else []
         if out_bids or out_asks:
             self.hub.publish(f"book:{sym}", {"market": sym, "bids": out_bids, "asks": out_asks}, ts)
 
@@ -247,13 +247,19 @@ class Publisher:
             hub.publish("account", view, ts, account=account)
 
 
+def _touch(touched: dict[str, tuple[set[int], set[int]]], sym: str) -> tuple[set[int], set[int]]:
+    """A market's (bid prices, ask prices) touched by this batch of events, created empty."""
+    t = touched[sym] = (set(), set())
+    return t
+
+
 def _changes(
     prices: set[int], levels: dict[int, Any], sign: int, mirror: dict[int, int], inst: Instrument
 ) -> list[list[str]]:
     """``[price, qty]`` for the touched levels whose quantity changed, best first."""
     out: list[list[str]] = []
-    for p in sorted(prices, key=lambda x: sign * x):
-        level = levels.get(sign * p)
+    for p in sorted(prices, reverse=sign < 0) if len(prices) > 1 else prices:
+        level = levels.get(-p if sign < 0 else p)
         now = level.qty if level is not None else 0
         if mirror.get(p, 0) != now:
             if now:
