@@ -91,11 +91,11 @@ from .liquidation import (
 )
 from .pricing import IndexCalculator, MarkCalculator, mid_ticks
 
+_RESERVED_MESSAGE: Final = "insurance fund accounts are run by the exchange (deposits only)"
 CLIENT_ID_PATTERN: Final = re.compile(r"[A-Za-z0-9._:/-]{1,36}")
 # Enum members read on every order, as module constants: on Python 3.11 ``TimeInForce.GTC`` is
 # a slow metaclass attribute lookup (~10x a global), and the order path makes several.
 _BUY: Final = Side.BUY
-_RESERVED_MESSAGE: Final = "insurance fund accounts are run by the exchange (deposits only)"
 _SELL: Final = Side.SELL
 _LIMIT: Final = OrderType.LIMIT
 _LIQUIDATION: Final = OrderType.LIQUIDATION
@@ -323,13 +323,18 @@ class Exchange:
         kind = type(command)
         cmd: Any = command
         try:
+            # (an account id that is not a string is refused by the handler, with its code)
             if kind is PlaceOrder or kind is CancelOrder:  # most of the traffic: no table lookup
-                if cmd.account in self.insurance_funds:
+                account_id = cmd.account
+                if isinstance(account_id, str) and account_id in self.insurance_funds:
                     raise EngineError(RejectCode.RESERVED_ACCOUNT, _RESERVED_MESSAGE)
                 events = self._place(cmd) if kind is PlaceOrder else self._cancel(cmd)
             else:
-                if getattr(cmd, "account", None) in self.insurance_funds and not isinstance(
-                    cmd, Deposit
+                account_id = getattr(cmd, "account", None)
+                if (
+                    isinstance(account_id, str)
+                    and account_id in self.insurance_funds
+                    and not isinstance(cmd, Deposit)
                 ):
                     raise EngineError(RejectCode.RESERVED_ACCOUNT, _RESERVED_MESSAGE)
                 handler = self._handlers.get(kind)

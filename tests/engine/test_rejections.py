@@ -1021,3 +1021,18 @@ def test_insurance_fund_accounts_accept_deposits_only(rex: Exchange) -> None:
     before = rex.accounts[fund].collateral
     ok(rex.submit(Deposit(fund, 5)))  # an operator may top the fund up
     assert rex.accounts[fund].collateral == before + 5
+
+
+@pytest.mark.parametrize("bad_id", [["alice"], {"id": 1}, None, 7])
+def test_an_account_id_that_is_not_a_string_is_a_typed_rejection(
+    rex: Exchange, bad_id: Any
+) -> None:
+    """Even unhashable ones: the insurance-fund check must not raise TypeError first."""
+    for command, code in [
+        (PlaceOrder(bad_id, BTC, BUY, ONE_BTC, 600_000), R.UNKNOWN_ACCOUNT),
+        (CancelOrder(bad_id, BTC, order_id=1), R.UNKNOWN_ACCOUNT),
+        (CancelAll(bad_id, BTC), R.UNKNOWN_ACCOUNT),
+        (Withdraw(bad_id, usdt(1)), R.UNKNOWN_ACCOUNT),
+        (Deposit(bad_id, usdt(1)), R.INVALID_ACCOUNT_ID),
+    ]:
+        assert_rejected(rex, command, code)
