@@ -323,20 +323,18 @@ class Exchange:
         kind = type(command)
         cmd: Any = command
         try:
+            hot = kind is PlaceOrder or kind is CancelOrder  # most of the traffic
+            account_id = cmd.account if hot else getattr(cmd, "account", None)
             # (an account id that is not a string is refused by the handler, with its code)
-            if kind is PlaceOrder or kind is CancelOrder:  # most of the traffic: no table lookup
-                account_id = cmd.account
-                if isinstance(account_id, str) and account_id in self.insurance_funds:
-                    raise EngineError(RejectCode.RESERVED_ACCOUNT, _RESERVED_MESSAGE)
+            if (
+                isinstance(account_id, str)
+                and account_id in self.insurance_funds
+                and not isinstance(cmd, Deposit)
+            ):
+                raise EngineError(RejectCode.RESERVED_ACCOUNT, _RESERVED_MESSAGE)
+            if hot:  # dispatched without the table lookup
                 events = self._place(cmd) if kind is PlaceOrder else self._cancel(cmd)
             else:
-                account_id = getattr(cmd, "account", None)
-                if (
-                    isinstance(account_id, str)
-                    and account_id in self.insurance_funds
-                    and not isinstance(cmd, Deposit)
-                ):
-                    raise EngineError(RejectCode.RESERVED_ACCOUNT, _RESERVED_MESSAGE)
                 handler = self._handlers.get(kind)
                 if handler is None:
                     raise EngineError(
