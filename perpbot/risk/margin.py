@@ -216,7 +216,7 @@ def initial_margin(notional: int, leverage: int) -> int:
     return ceil_div(notional, leverage)
 
 
-def maintenance_margin(brackets: Sequence[Bracket], notional: int) -> int:
+def maintenance_margin(brackets: tuple[Bracket, ...], notional: int) -> int:
     """``ceil(notional * mmr) - maint_amount`` of the bracket holding ``notional``.
 
     Above the last bracket the last bracket's rates apply (such a position cannot be opened,
@@ -255,7 +255,7 @@ def liquidation_price(
     size: int,
     cost: int,
     factor: int,
-    brackets: Sequence[Bracket],
+    brackets: tuple[Bracket, ...],
     other_equity: int,
     other_maintenance: int,
     mark: int,

@@ -12,8 +12,12 @@ to the unit across the two sides of every trade.
 from __future__ import annotations
 
 from collections import deque
+from typing import TYPE_CHECKING
 
 from .book import Order
+
+if TYPE_CHECKING:  # (exchange.py imports this module)
+    from .exchange import Market
 
 
 class Position:
@@ -21,7 +25,7 @@ class Position:
 
     ``buy_qty``/``buy_value`` (and sell) sum the remaining quantity and ``price * qty`` (ticks x
     lots) of the open orders that are not reduce-only; ``reserve`` is the initial margin they
-    hold (see :func:`order_reserve`).
+    hold (see :func:`order_reserve`). ``market`` is the market it is in.
     """
 
     __slots__ = (
@@ -29,6 +33,7 @@ class Position:
         "buy_value",
         "cost",
         "leverage",
+        "market",
         "max_exposure",
         "open_orders",
         "realized_pnl",
@@ -37,9 +42,11 @@ class Position:
         "sell_qty",
         "sell_value",
         "size",
+        "stored",
     )
 
-    def __init__(self, leverage: int, max_exposure: int) -> None:
+    def __init__(self, market: Market, leverage: int, max_exposure: int) -> None:
+        self.market = market
         self.size = 0
         self.cost = 0
         self.realized_pnl = 0
@@ -52,6 +59,7 @@ class Position:
         self.reserve = 0
         self.open_orders = 0
         self.reduce_only_orders = 0
+        self.stored = False  # in its account's ``positions`` (a new one is not, until used)
 
 
 class Account:

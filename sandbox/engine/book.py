@@ -8,9 +8,11 @@ live orders is removed at once, so ``levels`` only ever holds levels with restin
 
 from __future__ import annotations
 
-from collections import deque
 from heapq import heapify, heappop, heappush
-from typing import Final
+from typing import TYPE_CHECKING, Final
+
+if TYPE_CHECKING:  # (accounts.py imports this module)
+    from .accounts import Account, Position
 
 # order.status values
 NEW: Final = "NEW"
@@ -22,7 +24,8 @@ EXPIRED: Final = "EXPIRED"
 
 class Order:
     """An order as the engine keeps it (ticks, lots). ``live`` while it rests in the book;
-    a cancelled or expired order keeps the ``remaining`` it had when it left."""
+    a cancelled or expired order keeps the ``remaining`` it had when it left. ``owner`` and
+    ``pos`` are its account and that account's position in the order's market."""
 
     __slots__ = (
         "account",
@@ -33,6 +36,8 @@ class Order:
         "live",
         "market",
         "order_type",
+        "owner",
+        "pos",
         "price",
         "qty",
         "reduce_only",
@@ -58,6 +63,8 @@ class Order:
         client_id: str | None,
         stp: str,
         ts: int,
+        owner: Account,
+        pos: Position,
     ) -> None:
         self.id = order_id
         self.account = account
@@ -73,6 +80,8 @@ class Order:
         self.client_id = client_id
         self.stp = stp
         self.ts = ts
+        self.owner = owner
+        self.pos = pos
         self.done_ts = 0
         self.status = NEW
         self.live = False
@@ -92,6 +101,8 @@ class Order:
             self.client_id,
             self.stp,
             ts,
+            self.owner,
+            self.pos,
         )
         order.filled = self.filled
         order.remaining = qty - self.filled
@@ -107,15 +118,46 @@ class Order:
 
 
 class Level:
-    """Orders resting at one price, oldest first; ``qty`` and ``live`` count only live orders."""
+    """Orders resting at one price, oldest first; ``qty`` and ``live`` count only live orders.
 
-    __slots__ = ("live", "orders", "price", "qty")
+    The queue is ``orders[head:]``: taking the front order moves ``head`` on (a list with a
+    moving head is cheaper than a deque in compiled code), and the list drops its taken prefix
+    once that is most of it. Orders before ``head`` are never live.
+    """
+
+    __slots__ = ("head", "live", "orders", "price", "qty")
 
     def __init__(self, price: int) -> None:
         self.price = price
-        self.orders: deque[Order] = deque()
+        self.orders: list[Order] = []
+        self.head = 0
         self.qty = 0
         self.live = 0
+
+    def front(self) -> Order | None:
+        """The oldest live order (dropping cancelled ones from the front), or None."""
+        orders = self.orders
+        head = self.head
+        while head < len(orders):
+            order = orders[head]
+            if order.live:
+                self.head = head
+                return order
+            head += 1
+        self.head = head
+        return None
+
+    def take_front(self) -> Order:
+        """Remove and return the front order."""
+        orders = self.orders
+        head = self.head
+        order = orders[head]
+        head += 1
+        if head >= 64 and head * 2 >= len(orders):
+            del orders[:head]
+            head = 0
+        self.head = head
+        return order
 
 
 class BookSide:
@@ -179,7 +221,7 @@ class BookSide:
 
     def pop_filled_front(self, level: Level) -> None:
         """Drop the filled front order of ``level``; remove the level if it is now empty."""
-        order = level.orders.popleft()
+        order = level.take_front()
         order.live = False
         level.live -= 1
         if level.live == 0:

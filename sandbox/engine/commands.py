@@ -2,12 +2,17 @@
 
 Prices are ``int`` ticks, quantities ``int`` lots and amounts ``int`` money units (1e-8 USDT);
 convert decimals at the boundary with :class:`~sandbox.engine.instruments.Instrument`.
+
+Commands are immutable named tuples. Nothing checks their fields on construction: the engine
+validates every field and answers a bad one with a typed rejection. Two commands are equal only
+if they are of the same class with equal fields (unlike plain tuples). The compiled engine reads
+the fields of the commands it sees most by position, which costs far less than by name.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum, StrEnum
+from typing import Any, NamedTuple
 
 
 class Side(IntEnum):
@@ -43,24 +48,21 @@ class SelfTradePrevention(StrEnum):
     CANCEL_BOTH = "CANCEL_BOTH"
 
 
-@dataclass(frozen=True, slots=True)
-class Deposit:
+class Deposit(NamedTuple):
     """Credit collateral; creates the account on first deposit."""
 
     account: str
     amount: int
 
 
-@dataclass(frozen=True, slots=True)
-class Withdraw:
+class Withdraw(NamedTuple):
     """Debit collateral, at most the available balance."""
 
     account: str
     amount: int
 
 
-@dataclass(frozen=True, slots=True)
-class PlaceOrder:
+class PlaceOrder(NamedTuple):
     """A new order. ``price`` is required for LIMIT and must be None for MARKET.
 
     ``tif`` defaults to GTC for limit and IOC for market orders; ``stp`` defaults to the
@@ -79,8 +81,7 @@ class PlaceOrder:
     stp: SelfTradePrevention | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CancelOrder:
+class CancelOrder(NamedTuple):
     """Cancel one open order by exchange ``order_id`` or by ``client_id``."""
 
     account: str
@@ -89,16 +90,14 @@ class CancelOrder:
     client_id: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class CancelAll:
+class CancelAll(NamedTuple):
     """Cancel every open order of the account, in one market or (``market=None``) in all."""
 
     account: str
     market: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class AmendOrder:
+class AmendOrder(NamedTuple):
     """Change an open order's price and/or total quantity (``qty`` includes what has filled).
 
     A price change or a size increase loses time priority; a size decrease keeps it.
@@ -112,8 +111,7 @@ class AmendOrder:
     qty: int | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class SetLeverage:
+class SetLeverage(NamedTuple):
     """Set the account's leverage in a market (1 .. the bracket's maximum)."""
 
     account: str
@@ -121,16 +119,14 @@ class SetLeverage:
     leverage: int
 
 
-@dataclass(frozen=True, slots=True)
-class SetMarkPrice:
+class SetMarkPrice(NamedTuple):
     """Set a market's mark price (the reference for bands, margin and unrealized PnL)."""
 
     market: str
     price: int
 
 
-@dataclass(frozen=True, slots=True)
-class UpdateIndexSource:
+class UpdateIndexSource(NamedTuple):
     """A spot source's latest price (ticks) for a market's index, stamped with the clock."""
 
     market: str
@@ -138,14 +134,12 @@ class UpdateIndexSource:
     price: int
 
 
-@dataclass(frozen=True, slots=True)
-class Tick:
+class Tick(NamedTuple):
     """Let time act: sample premiums, settle funding, recompute index and mark, run due
     liquidation steps, and unwind insurance-fund positions, up to the clock's current time."""
 
 
-@dataclass(frozen=True, slots=True)
-class RegisterBackstop:
+class RegisterBackstop(NamedTuple):
     """Offer to take liquidated positions in a market's auctions: up to ``max_qty`` lots at a
     price at least ``discount`` (rate units) better than the mark. ``max_qty=0`` withdraws."""
 
@@ -168,3 +162,36 @@ Command = (
     | Tick
     | RegisterBackstop
 )
+
+
+def _same_command(self: tuple[Any, ...], other: object) -> bool:
+    return type(self) is type(other) and tuple.__eq__(self, other) is True
+
+
+def _other_command(self: tuple[Any, ...], other: object) -> bool:
+    return not _same_command(self, other)
+
+
+def _command_hash(self: tuple[Any, ...]) -> int:
+    return hash((type(self).__name__, tuple.__hash__(self)))
+
+
+# A command equals only a command of its own class: Deposit("a", 1) != Withdraw("a", 1) and
+# != ("a", 1). (A NamedTuple body cannot override these, so they are set here.)
+for _cls in (
+    Deposit,
+    Withdraw,
+    PlaceOrder,
+    CancelOrder,
+    CancelAll,
+    AmendOrder,
+    SetLeverage,
+    SetMarkPrice,
+    UpdateIndexSource,
+    Tick,
+    RegisterBackstop,
+):
+    setattr(_cls, "__eq__", _same_command)  # noqa: B010 (mypy refuses assigning a method)
+    setattr(_cls, "__ne__", _other_command)  # noqa: B010
+    setattr(_cls, "__hash__", _command_hash)  # noqa: B010
+del _cls

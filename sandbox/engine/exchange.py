@@ -31,7 +31,7 @@ from perpbot.risk.margin import (
 
 from .accounts import Account, Position
 from .book import CANCELED, EXPIRED, FILLED, PARTIALLY_FILLED, Book, BookSide, Level, Order
-from .clock import Clock
+from .clock import Clock, ManualClock
 from .codes import EngineError, RejectCode
 from .commands import (
     AmendOrder,
@@ -126,6 +126,7 @@ class Market:
     __slots__ = (
         "backstops",
         "book",
+        "brackets",
         "factor",
         "funding",
         "holders",
@@ -138,6 +139,10 @@ class Market:
         "last",
         "mark",
         "mark_calc",
+        "max_buy",
+        "max_price",
+        "min_price",
+        "min_sell",
         "next_funding_ts",
         "next_mark_ts",
         "next_sample_ts",
@@ -155,8 +160,10 @@ class Market:
         self.symbol = instrument.symbol
         self.factor = instrument.notional_factor
         self.top_mmr = instrument.brackets[-1].mmr
+        self.brackets = instrument.brackets
         self.book = Book()
-        self.mark = instrument.initial_price
+        self.mark = self.min_price = self.max_price = self.max_buy = self.min_sell = 0
+        self.set_mark(instrument.initial_price)
         self.index = instrument.initial_price
         self.index_degraded = False
         self.last: int | None = None
@@ -175,6 +182,17 @@ class Market:
         self.insurance = f"insurance:{instrument.symbol}"
         self.backstops: dict[str, tuple[int, int]] = {}  # account -> (max_qty, discount)
         self.holders: dict[str, None] = {}  # accounts with a position here (insertion order)
+
+    def set_mark(self, mark: int) -> None:
+        """Set the mark and the price limits derived from it: a limit order's price must lie in
+        ``[min_price, max_price]`` (mark +- price_band, rounded inward), and a market order
+        never fills beyond ``max_buy`` / ``min_sell`` (mark +- market_band, rounded inward)."""
+        inst = self.instrument
+        self.mark = mark
+        self.min_price = ceil_div(mark * (RATE_SCALE - inst.price_band), RATE_SCALE)
+        self.max_price = mark * (RATE_SCALE + inst.price_band) // RATE_SCALE
+        self.max_buy = mark * (RATE_SCALE + inst.market_band) // RATE_SCALE
+        self.min_sell = ceil_div(mark * (RATE_SCALE - inst.market_band), RATE_SCALE)
 
 
 class LiquidationState:
@@ -268,6 +286,26 @@ def _member(enum: type[_E], value: object) -> _E:
         ) from None
 
 
+# Commands are named tuples; the hot paths read their unvalidated fields by position, untyped
+# (compiled code type-checks a field read by name, which would raise TypeError on bad input
+# instead of the engine's rejection, and costs ~10x an index). tests/engine/test_commands.py
+# checks these against the commands' fields.
+_ACCOUNT: Final = 0  # every command with an account has it first
+_MARKET: Final = 1  # PlaceOrder, CancelOrder, AmendOrder
+_SIDE: Final = 2  # PlaceOrder
+_QTY: Final = 3
+_PRICE: Final = 4
+_ORDER_TYPE: Final = 5
+_TIF: Final = 6
+_REDUCE_ONLY: Final = 7
+_PLACE_CLIENT_ID: Final = 8
+_STP: Final = 9
+_ORDER_ID: Final = 2  # CancelOrder, AmendOrder
+_CLIENT_ID: Final = 3
+_PLACE_ORDER: Final = PlaceOrder  # (a Final name is read without a module-dict lookup)
+_CANCEL_ORDER: Final = CancelOrder
+
+
 @mypyc_attr(allow_interpreted_subclasses=True)
 class Exchange:
     """The deterministic exchange core. Feed it commands; it answers with events."""
@@ -318,13 +356,18 @@ class Exchange:
         }
 
     # -- the one entry point ------------------------------------------------------------------
-    def submit(self, command: Command) -> list[Event]:
-        """Apply ``command``; return the events it caused, or one ``Rejected``."""
+    def submit(self, command: Command | object) -> list[Event]:
+        """Apply ``command``; return the events it caused, or one ``Rejected`` (also for
+        anything that is not a command)."""
         kind = type(command)
         cmd: Any = command
         try:
-            hot = kind is PlaceOrder or kind is CancelOrder  # most of the traffic
-            account_id = cmd.account if hot else getattr(cmd, "account", None)
+            hot = kind is _PLACE_ORDER or kind is _CANCEL_ORDER  # most of the traffic
+            if hot:
+                fields: tuple[object, ...] = cmd
+                account_id = fields[_ACCOUNT]
+            else:
+                account_id = getattr(cmd, "account", None)
             # (an account id that is not a string is refused by the handler, with its code)
             if (
                 isinstance(account_id, str)
@@ -333,7 +376,7 @@ class Exchange:
             ):
                 raise EngineError(RejectCode.RESERVED_ACCOUNT, _RESERVED_MESSAGE)
             if hot:  # dispatched without the table lookup
-                events = self._place(cmd) if kind is PlaceOrder else self._cancel(cmd)
+                events = self._place(cmd) if kind is _PLACE_ORDER else self._cancel(cmd)
             else:
                 handler = self._handlers.get(kind)
                 if handler is None:
@@ -343,13 +386,19 @@ class Exchange:
                 events = handler(command)
         except EngineError as err:
             return [
-                Rejected(
-                    ts=self.clock.now_ms(), code=err.code, message=err.message, details=err.details
-                )
+                Rejected(ts=self._now(), code=err.code, message=err.message, details=err.details)
             ]
         if self._dirty:
             self._evaluate_dirty(events)
         return events
+
+    def _now(self) -> int:
+        """The clock's time. The engine's own ManualClock is read with a compiled call; any other
+        clock through its Python method."""
+        clock = self.clock
+        if isinstance(clock, ManualClock):
+            return clock.now_ms()
+        return clock.now_ms()
 
     # -- lookups that raise typed errors --------------------------------------------------------
     def _market(self, symbol: object) -> Market:
@@ -371,16 +420,19 @@ class Exchange:
         if pos is None:
             inst = market.instrument
             lev = inst.default_leverage
-            pos = Position(lev, max_notional_at(inst.brackets, lev))
+            pos = Position(market, lev, max_notional_at(inst.brackets, lev))
         return pos
 
-    def _find_open(self, account: Account, market: Market, cmd: Any) -> Order:
-        order_id = cmd.order_id
-        client_id = cmd.client_id
+    def _find_open(
+        self, account: Account, market: Market, command: CancelOrder | AmendOrder
+    ) -> Order:
+        fields: tuple[object, ...] = command
+        order_id = fields[_ORDER_ID]
+        client_id = fields[_CLIENT_ID]
         if (order_id is None) == (client_id is None):
             raise EngineError(RejectCode.INVALID_ORDER, "give exactly one of order_id, client_id")
         if order_id is not None:
-            order = self._open.get(order_id) if _is_int(order_id) else None
+            order = self._open.get(order_id) if type(order_id) is int else None
         elif isinstance(client_id, str):
             order = account.client_ids.get(client_id)
         else:
@@ -400,10 +452,9 @@ class Exchange:
         """Equity at mark minus position initial margin minus margin held by open orders."""
         equity = account.collateral
         position_margin = 0
-        markets = self.markets
-        for symbol, pos in account.positions.items():
+        for pos in account.positions.values():
             if pos.size:
-                market = markets[symbol]
+                market = pos.market
                 value = mul(mul(pos.size, market.mark), market.factor)
                 equity += value - pos.cost
                 position_margin -= (-value if value > 0 else value) // pos.leverage  # ceil
@@ -467,12 +518,13 @@ class Exchange:
 
     # -- order entry ----------------------------------------------------------------------------
     def _place(self, command: PlaceOrder) -> list[Event]:
-        cmd: Any = command  # unvalidated fields: read untyped (mypyc checks typed reads)
-        market = self._market(cmd.market)
-        account = self._account(cmd.account)
+        # Unvalidated fields are read by position, untyped (see _PLACE_FIELDS).
+        fields: tuple[object, ...] = command
+        market = self._market(fields[_MARKET])
+        account = self._account(fields[_ACCOUNT])
         inst = market.instrument
         # Validated values become typed locals (plain ints): fast in compiled arithmetic.
-        given_side = cmd.side
+        given_side = fields[_SIDE]
         if given_side is _BUY:
             side = 1
         elif given_side is _SELL:
@@ -483,7 +535,7 @@ class Exchange:
             raise EngineError(
                 RejectCode.INVALID_ORDER, f"side must be BUY or SELL, got {given_side!r}"
             )
-        given_qty = cmd.qty
+        given_qty = fields[_QTY]
         if type(given_qty) is not int:  # _is_int, inlined on the hot path
             raise EngineError(
                 RejectCode.INVALID_QUANTITY, f"quantity {given_qty!r} must be lots > 0"
@@ -496,20 +548,20 @@ class Exchange:
                 RejectCode.QTY_BELOW_MIN, f"quantity {qty} < {inst.min_qty}", min_qty=inst.min_qty
             )
         mark = market.mark
-        given_type = cmd.order_type
+        given_type = fields[_ORDER_TYPE]
         order_type: OrderType = (  # members pass as they are; _member converts
             given_type if type(given_type) is OrderType else _member(OrderType, given_type)
         )
         if order_type is _LIQUIDATION:
             raise EngineError(RejectCode.INVALID_ORDER, "liquidation orders are the exchange's")
-        given_tif = cmd.tif
+        given_tif = fields[_TIF]
         tif: TimeInForce | None = (
             given_tif
             if given_tif is None or type(given_tif) is TimeInForce
             else _member(TimeInForce, given_tif)
         )
         if order_type is _LIMIT:
-            given_price = cmd.price
+            given_price = fields[_PRICE]
             if type(given_price) is not int:
                 raise EngineError(
                     RejectCode.INVALID_PRICE, f"price {given_price!r} must be ticks > 0"
@@ -519,37 +571,34 @@ class Exchange:
                 raise EngineError(RejectCode.INVALID_PRICE, f"price {price!r} must be ticks > 0")
             tif = _GTC if tif is None else tif
             max_qty = inst.max_qty
-            self._check_band(inst, price, mark)
+            self._check_band(market, price)
             limit = notional_price = price
         else:
-            if cmd.price is not None:
+            if fields[_PRICE] is not None:
                 raise EngineError(RejectCode.INVALID_ORDER, "a market order takes no price")
             tif = _IOC if tif is None else tif
             if tif not in _MARKET_TIFS:
                 raise EngineError(RejectCode.INVALID_ORDER, f"a market order cannot be {tif}")
             max_qty = inst.market_max_qty
-            band = inst.market_band
             # Protection limit: never sweep beyond mark * (1 +- market_band), rounded inward.
-            if side > 0:
-                limit = mark * (RATE_SCALE + band) // RATE_SCALE
-            else:
-                limit = ceil_div(mark * (RATE_SCALE - band), RATE_SCALE)
+            limit = market.max_buy if side > 0 else market.min_sell
             notional_price = mark
         if qty > max_qty:
             raise EngineError(
                 RejectCode.QTY_ABOVE_MAX, f"quantity {qty} > {max_qty}", max_qty=max_qty
             )
-        given_stp = cmd.stp
+        given_stp = fields[_STP]
         stp = (
             self.config.default_stp
             if given_stp is None
             else _member(SelfTradePrevention, given_stp)
         )
-        client_id = cmd.client_id
-        if client_id is not None:
-            self._check_client_id(account, client_id)
+        given_client_id = fields[_PLACE_CLIENT_ID]
+        client_id = (
+            None if given_client_id is None else self._check_client_id(account, given_client_id)
+        )
         pos = self._position(account, market)
-        given_reduce_only = cmd.reduce_only
+        given_reduce_only = fields[_REDUCE_ONLY]
         if given_reduce_only is not True and given_reduce_only is not False:
             raise EngineError(RejectCode.INVALID_ORDER, "reduce_only must be a bool")
         reduce_only = given_reduce_only is True
@@ -613,12 +662,15 @@ class Exchange:
                 )
 
         # ---- accepted: from here on, state changes ----
-        now = self.clock.now_ms()
-        account.positions.setdefault(market.symbol, pos)
+        now = self._now()
+        if not pos.stored:
+            account.positions[market.symbol] = pos
+            pos.stored = True
         events: list[Event] = []
         order = self._accept(
             market,
             account,
+            pos,
             side,
             limit,
             qty,
@@ -638,6 +690,7 @@ class Exchange:
         self,
         market: Market,
         account: Account,
+        pos: Position,
         side: int,
         price: int,
         qty: int,
@@ -665,6 +718,8 @@ class Exchange:
             client_id,
             stp,
             now,
+            account,
+            pos,
         )
         if client_id is not None:
             account.client_ids[client_id] = order
@@ -752,7 +807,7 @@ class Exchange:
         (book.bids if order.side > 0 else book.asks).remove(order)  # == book.side(order.side)
         del account.open_orders[order.id]
         del self._open[order.id]
-        pos = account.positions[market.symbol]
+        pos = order.pos
         pos.open_orders -= 1
         if order.reduce_only:
             pos.reduce_only_orders -= 1
@@ -798,7 +853,8 @@ class Exchange:
             if recent:
                 account.oldest_done_ts = finished[0].done_ts
 
-    def _check_client_id(self, account: Account, client_id: object) -> None:
+    def _check_client_id(self, account: Account, client_id: object) -> str:
+        """``client_id``, if it is well-formed and not in use by an open or recent order."""
         if not isinstance(client_id, str) or not (
             # ASCII letters and digits only (the usual case) pass without the regex
             (0 < len(client_id) <= 36 and client_id.isascii() and client_id.isalnum())
@@ -810,11 +866,9 @@ class Exchange:
             )
         existing = account.client_ids.get(client_id)
         if existing is None:
-            return
-        if not existing.live and existing.done_ts < (
-            self.clock.now_ms() - self.config.recent_order_ttl_ms
-        ):
-            return  # expired from the recent window; _finish prunes it lazily
+            return client_id
+        if not existing.live and existing.done_ts < (self._now() - self.config.recent_order_ttl_ms):
+            return client_id  # expired from the recent window; _finish prunes it lazily
         raise EngineError(
             RejectCode.DUPLICATE_CLIENT_ORDER_ID,
             f"client order id {client_id!r} is already used by order {existing.id}",
@@ -822,16 +876,15 @@ class Exchange:
         )
 
     @staticmethod
-    def _check_band(inst: Instrument, price: int, mark: int) -> None:
-        band = inst.price_band
-        scaled = mul(price, RATE_SCALE)
-        if scaled > mul(mark, RATE_SCALE + band) or scaled < mul(mark, RATE_SCALE - band):
+    def _check_band(market: Market, price: int) -> None:
+        if price > market.max_price or price < market.min_price:
+            band = market.instrument.price_band
             raise EngineError(
                 RejectCode.PRICE_OUT_OF_BAND,
-                f"price {price} is outside mark {mark} +- {band}/{RATE_SCALE}",
-                mark=mark,
-                min_price=ceil_div(mark * (RATE_SCALE - band), RATE_SCALE),
-                max_price=mark * (RATE_SCALE + band) // RATE_SCALE,
+                f"price {price} is outside mark {market.mark} +- {band}/{RATE_SCALE}",
+                mark=market.mark,
+                min_price=market.min_price,
+                max_price=market.max_price,
             )
 
     def _fillable(
@@ -845,12 +898,11 @@ class Exchange:
         """
         total = 0
         sign = book_side.sign
-        symbol = market.symbol
         simulated: dict[str, int] = {}  # position sizes of makers with reduce-only orders
         for level in book_side.sorted_levels():
             if sign * level.price > sign * limit:
                 break
-            for maker in level.orders:
+            for maker in level.orders[level.head :]:
                 if not maker.live:
                     continue
                 if maker.account == account_id:
@@ -860,7 +912,7 @@ class Exchange:
                 take = maker.remaining
                 size = simulated.get(maker.account)
                 if size is None:
-                    pos = self.accounts[maker.account].positions[symbol]
+                    pos = maker.pos
                     size = pos.size if pos.reduce_only_orders else None
                 if size is not None:
                     if maker.reduce_only:
@@ -884,21 +936,17 @@ class Exchange:
         """
         asks = book_side.sign > 0  # beyond the limit: above it on the asks, below it on the bids
         limit = taker.price
-        accounts = self.accounts
-        symbol = market.symbol
-        taker_account = accounts[taker.account]
-        taker_pos = taker_account.positions[symbol]
+        taker_account = taker.owner
+        taker_pos = taker.pos
         while taker.remaining:
             level = book_side.best()
             if level is None or (level.price > limit if asks else level.price < limit):
                 return False
-            orders = level.orders
-            while orders and taker.remaining:
-                maker = orders[0]
-                if not maker.live:
-                    orders.popleft()
-                    continue
-                if maker.account == taker.account:
+            while taker.remaining:
+                maker = level.front()
+                if maker is None:
+                    break
+                if maker.owner is taker.owner:
                     stp = taker.stp
                     if stp == _CANCEL_TAKER:
                         return True
@@ -906,8 +954,8 @@ class Exchange:
                     if stp != _CANCEL_MAKER:
                         return True
                     continue
-                maker_account = accounts[maker.account]
-                maker_pos = maker_account.positions[symbol]
+                maker_account = maker.owner
+                maker_pos = maker.pos
                 self._fill(
                     market,
                     book_side,
@@ -1077,19 +1125,19 @@ class Exchange:
     def _cancel_resting(
         self, market: Market, order: Order, reason: str, events: list[Event], now: int
     ) -> None:
-        account = self.accounts[order.account]
+        account = order.owner
         self._unrest(market, account, order)
         self._emit_cancel(market, order, reason, events, now)
         order.status = CANCELED if reason == "canceled" else EXPIRED
         self._finish(account, order, now)
 
     def _cancel(self, command: CancelOrder) -> list[Event]:
-        cmd: Any = command  # unvalidated fields: read untyped (mypyc checks typed reads)
-        market = self._market(cmd.market)
-        account = self._account(cmd.account)
-        order = self._find_open(account, market, cmd)
+        fields: tuple[object, ...] = command  # unvalidated: read by position, untyped
+        market = self._market(fields[_MARKET])
+        account = self._account(fields[_ACCOUNT])
+        order = self._find_open(account, market, command)
         events: list[Event] = []
-        self._cancel_resting(market, order, "canceled", events, self.clock.now_ms())
+        self._cancel_resting(market, order, "canceled", events, self._now())
         return events
 
     def _cancel_all(self, command: CancelAll) -> list[Event]:
@@ -1097,7 +1145,7 @@ class Exchange:
         account = self._account(cmd.account)
         symbol = None if cmd.market is None else self._market(cmd.market).symbol
         events: list[Event] = []
-        now = self.clock.now_ms()
+        now = self._now()
         for order in list(account.open_orders.values()):
             if symbol is None or order.market == symbol:
                 self._cancel_resting(self.markets[order.market], order, "canceled", events, now)
@@ -1127,7 +1175,7 @@ class Exchange:
         if qty > inst.max_qty:
             raise EngineError(RejectCode.QTY_ABOVE_MAX, f"quantity {qty} > {inst.max_qty}")
         if price != order.price:
-            self._check_band(inst, price, market.mark)
+            self._check_band(market, price)
         pos = account.positions[market.symbol]
         remaining = qty - order.filled
         if order.reduce_only:
@@ -1164,7 +1212,7 @@ class Exchange:
                 account, market, pos, buy, sell, pos.leverage, pos.max_exposure
             )
 
-        now = self.clock.now_ms()
+        now = self._now()
         events: list[Event] = []
         old_price = order.price
         keeps_priority = price == order.price and remaining <= order.remaining
@@ -1233,7 +1281,7 @@ class Exchange:
         self._accounts_seq += 1
         return [
             Deposited(
-                ts=self.clock.now_ms(),
+                ts=self._now(),
                 stream=ACCOUNTS_STREAM,
                 seq=self._accounts_seq,
                 account=account.id,
@@ -1260,7 +1308,7 @@ class Exchange:
         self._accounts_seq += 1
         return [
             Withdrawn(
-                ts=self.clock.now_ms(),
+                ts=self._now(),
                 stream=ACCOUNTS_STREAM,
                 seq=self._accounts_seq,
                 account=account.id,
@@ -1299,14 +1347,16 @@ class Exchange:
             max_exposure,
             released_margin=old_position_margin - new_position_margin,
         )
-        account.positions.setdefault(market.symbol, pos)
+        if not pos.stored:
+            account.positions[market.symbol] = pos
+            pos.stored = True
         pos.leverage = leverage
         pos.max_exposure = max_exposure
         self._set_reserve(account, pos, market.factor)
         market.seq += 1
         return [
             LeverageChanged(
-                ts=self.clock.now_ms(),
+                ts=self._now(),
                 stream=market.symbol,
                 seq=market.seq,
                 account=account.id,
@@ -1321,11 +1371,7 @@ class Exchange:
             raise EngineError(RejectCode.INVALID_PRICE, f"mark {cmd.price!r} must be ticks > 0")
         self._move_mark(market, cmd.price)
         market.seq += 1
-        return [
-            MarkPriceSet(
-                ts=self.clock.now_ms(), stream=market.symbol, seq=market.seq, price=cmd.price
-            )
-        ]
+        return [MarkPriceSet(ts=self._now(), stream=market.symbol, seq=market.seq, price=cmd.price)]
 
     # -- prices and funding -------------------------------------------------------------------
     def _update_index_source(self, command: UpdateIndexSource) -> list[Event]:
@@ -1340,7 +1386,7 @@ class Exchange:
             )
         if not _is_int(cmd.price) or cmd.price <= 0:
             raise EngineError(RejectCode.INVALID_PRICE, f"price {cmd.price!r} must be ticks > 0")
-        now = self.clock.now_ms()
+        now = self._now()
         market.index_calc.update_source(cmd.source, cmd.price, now)
         market.seq += 1
         return [
@@ -1350,7 +1396,7 @@ class Exchange:
         ]
 
     def _tick(self, cmd: Tick) -> list[Event]:
-        now = self.clock.now_ms()
+        now = self._now()
         events: list[Event] = []
         for market in self.markets.values():
             self._advance_market(market, now, events)
@@ -1450,7 +1496,7 @@ class Exchange:
         """Set the mark and queue every account whose risk trigger it reached (and only them)."""
         if self._reindex_pending:
             self._flush_reindex()
-        market.mark = mark
+        market.set_mark(mark)
         for account_id in market.risk.due(mark):
             self._dirty[account_id] = None
 
@@ -1499,24 +1545,37 @@ class Exchange:
         equity = account.collateral
         total_mm = 0
         contributions: list[tuple[int, str]] = []
-        for symbol, pos in account.positions.items():
+        for pos in account.positions.values():
             if pos.size:
-                market = self.markets[symbol]
+                market = pos.market
                 value = mul(mul(pos.size, market.mark), market.factor)
                 equity += value - pos.cost
-                mm = maintenance_margin(market.instrument.brackets, abs(value))
+                mm = maintenance_margin(market.brackets, value if value >= 0 else -value)
                 total_mm += mm
-                contributions.append((mm, symbol))
+                contributions.append((mm, market.symbol))
         return equity, total_mm, contributions
 
     def _evaluate_dirty(self, events: list[Event]) -> None:
         """Re-check every account whose margin inputs changed, until none is left."""
-        now = self.clock.now_ms()
+        now = self._now()
         dirty = self._dirty
+        accounts = self.accounts
         while dirty:
-            account_id = next(iter(dirty))
-            del dirty[account_id]
-            self._evaluate(self.accounts[account_id], events, now)
+            # First in, first evaluated; an account dirtied again during the pass is queued
+            # after the ones still waiting (a waiting one keeps its place), as popping them
+            # one by one would do - without a dict iterator per account.
+            waiting = list(dirty)
+            dirty.clear()
+            for i, account_id in enumerate(waiting):
+                self._evaluate(accounts[account_id], events, now)
+                if dirty:
+                    dirtied = list(dirty)
+                    dirty.clear()
+                    for later in waiting[i + 1 :]:
+                        dirty[later] = None
+                    for later in dirtied:
+                        dirty[later] = None
+                    break
 
     def _evaluate(self, account: Account, events: list[Event], now: int) -> None:
         """The exact check: liquidate, continue a liquidation, margin-call, or re-index."""
@@ -1555,12 +1614,12 @@ class Exchange:
                         maintenance_margin=mm,
                     )
                 )
-            elif not called:
-                self._called.pop(account.id, None)
+            elif not called and account.id in self._called:  # (no dict.pop: a method call)
+                del self._called[account.id]
             # New triggers only matter once a mark moves: computed then, once (§15).
             self._reindex_pending[account.id] = None
-        else:
-            self._called.pop(account.id, None)
+        elif account.id in self._called:
+            del self._called[account.id]
 
     def _flush_reindex(self) -> None:
         """Give every account evaluated since the last mark move its triggers (§15), from its
@@ -1790,6 +1849,7 @@ class Exchange:
         order = self._accept(
             market,
             account,
+            account.positions[market.symbol],
             side,
             limit,
             qty,
@@ -1876,6 +1936,7 @@ class Exchange:
         if target_pos is None:
             target_pos = self._position(target, market)
             target.positions[symbol] = target_pos
+            target_pos.stored = True
         source.collateral += _apply_fill(source_pos, -side, price, qty, market.factor)
         target.collateral += _apply_fill(target_pos, side, price, qty, market.factor)
         self._track_holder(market, source.id, source_pos.size)
@@ -2073,7 +2134,7 @@ class Exchange:
         market.seq += 1
         return [
             BackstopRegistered(
-                ts=self.clock.now_ms(),
+                ts=self._now(),
                 stream=market.symbol,
                 seq=market.seq,
                 account=account.id,

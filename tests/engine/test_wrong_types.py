@@ -1,6 +1,6 @@
 """Any value in any field of any command: ``submit`` answers, it never raises.
 
-Python callers can put anything in a command (the dataclasses do not check their fields). For
+Python callers can put anything in a command (the named tuples do not check their fields). For
 every command type, every field is given values of the wrong type or shape, one at a time, on
 an exchange with an account, a resting order and a position. Each command must come back as
 events or one ``Rejected``, and a rejection must leave the exchange exactly as it was. Runs on
@@ -9,7 +9,6 @@ the compiled engine and on the Python sources (``make test``).
 
 from __future__ import annotations
 
-import dataclasses
 from decimal import Decimal
 from typing import Any
 
@@ -85,11 +84,11 @@ def _exchange() -> Exchange:
 
 @pytest.mark.parametrize("valid", VALID, ids=lambda c: type(c).__name__)
 def test_no_field_value_makes_submit_raise(valid: Any) -> None:
-    for field in dataclasses.fields(valid):
+    for name in valid._fields:
         for wrong in WRONG:
             ex = _exchange()
             before = snapshot(ex)
-            command = dataclasses.replace(valid, **{field.name: wrong})
+            command = valid._replace(**{name: wrong})
             events = ex.submit(command)  # must not raise
             assert events, (command, events)
             if type(events[0]) is Rejected:
