@@ -9,7 +9,7 @@ live orders is removed at once, so ``levels`` only ever holds levels with restin
 from __future__ import annotations
 
 from heapq import heapify, heappop, heappush
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:  # (accounts.py imports this module)
     from .accounts import Account, Position
@@ -25,7 +25,9 @@ EXPIRED: Final = "EXPIRED"
 class Order:
     """An order as the engine keeps it (ticks, lots). ``live`` while it rests in the book;
     a cancelled or expired order keeps the ``remaining`` it had when it left. ``owner`` and
-    ``pos`` are its account and that account's position in the order's market."""
+    ``pos`` are its account and that account's position in the order's market. ``key`` is
+    ``id`` as one Python int object, the key of every dict of orders by id: compiled code would
+    otherwise create an int object for each dict operation, and the dict compare it by value."""
 
     __slots__ = (
         "account",
@@ -33,6 +35,8 @@ class Order:
         "done_ts",
         "filled",
         "id",
+        "key",
+        "level",
         "live",
         "market",
         "order_type",
@@ -67,6 +71,8 @@ class Order:
         pos: Position,
     ) -> None:
         self.id = order_id
+        self.key: Any = order_id
+        self.level: Level | None = None  # its price level while it rests in the book
         self.account = account
         self.market = market
         self.side = side
@@ -125,10 +131,11 @@ class Level:
     once that is most of it. Orders before ``head`` are never live.
     """
 
-    __slots__ = ("head", "live", "orders", "price", "qty")
+    __slots__ = ("head", "key", "live", "orders", "price", "qty")
 
-    def __init__(self, price: int) -> None:
+    def __init__(self, price: int, key: Any) -> None:
         self.price = price
+        self.key = key  # its key in BookSide.levels, as that int object
         self.orders: list[Order] = []
         self.head = 0
         self.qty = 0
@@ -178,7 +185,8 @@ class BookSide:
 
     def best(self) -> Level | None:
         """The best level, or None if the side is empty."""
-        heap, levels = self._heap, self.levels
+        heap: list[Any] = self._heap  # (items read as the int objects they are: no re-boxing)
+        levels = self.levels
         while heap:
             level = levels.get(heap[0])
             if level is not None:
@@ -188,11 +196,11 @@ class BookSide:
 
     def add(self, order: Order) -> None:
         """Append ``order`` at the back of its price level."""
-        key = self._key(order.price)
+        key: Any = self._key(order.price)  # one int object for all the uses below
         levels = self.levels
         level = levels.get(key)
         if level is None:
-            level = levels[key] = Level(order.price)
+            level = levels[key] = Level(order.price, key)
             in_heap = self._in_heap
             if key not in in_heap:
                 in_heap.add(key)
@@ -203,29 +211,34 @@ class BookSide:
         level.qty += order.remaining
         level.live += 1
         order.live = True
+        order.level = level
 
     def remove(self, order: Order) -> None:
         """Take a live order out of the book (lazily: its slot is skipped later)."""
-        key = self._key(order.price)
-        level = self.levels[key]
+        level = order.level
+        assert level is not None, "not in the book"
         order.live = False
+        order.level = None
         level.qty -= order.remaining
         level.live -= 1
         if level.live == 0:
-            del self.levels[key]
+            del self.levels[level.key]
 
     def reduce(self, order: Order, by: int) -> None:
         """Lower a live order's remaining quantity in place (keeps its priority)."""
-        self.levels[self._key(order.price)].qty -= by
+        level = order.level
+        assert level is not None, "not in the book"
+        level.qty -= by
         order.remaining -= by
 
     def pop_filled_front(self, level: Level) -> None:
         """Drop the filled front order of ``level``; remove the level if it is now empty."""
         order = level.take_front()
         order.live = False
+        order.level = None
         level.live -= 1
         if level.live == 0:
-            del self.levels[self._key(level.price)]
+            del self.levels[level.key]
 
     def _compact(self) -> None:
         self._heap = list(self.levels)

@@ -137,6 +137,7 @@ class Market:
         "instrument",
         "insurance",
         "last",
+        "liquidation",
         "mark",
         "mark_calc",
         "max_buy",
@@ -161,6 +162,7 @@ class Market:
         self.factor = instrument.notional_factor
         self.top_mmr = instrument.brackets[-1].mmr
         self.brackets = instrument.brackets
+        self.liquidation = mech.liquidation
         self.book = Book()
         self.mark = self.min_price = self.max_price = self.max_buy = self.min_sell = 0
         self.set_mark(instrument.initial_price)
@@ -264,6 +266,10 @@ class BookSnapshot:
     seq: int
     bids: list[tuple[int, int]]
     asks: list[tuple[int, int]]
+
+
+def _abs(value: int) -> int:
+    return value if value >= 0 else -value
 
 
 def _is_int(value: object) -> bool:
@@ -432,7 +438,9 @@ class Exchange:
         if (order_id is None) == (client_id is None):
             raise EngineError(RejectCode.INVALID_ORDER, "give exactly one of order_id, client_id")
         if order_id is not None:
-            order = self._open.get(order_id) if type(order_id) is int else None
+            # the int object as given, untyped: compiled code would otherwise make a new one
+            key: Any = fields[_ORDER_ID]
+            order = self._open.get(key) if type(order_id) is int else None
         elif isinstance(client_id, str):
             order = account.client_ids.get(client_id)
         else:
@@ -476,7 +484,9 @@ class Exchange:
         return the order margin it would hold. Raises if the worst-case exposure exceeds the
         bracket or the extra margin exceeds the available balance."""
         size = pos.size
-        worst = max(abs(size + buy[0]), abs(size - sell[0]))
+        # (not max() and abs(): compiled, those box their arguments)
+        after_buys, after_sells = _abs(size + buy[0]), _abs(size - sell[0])
+        worst = after_buys if after_buys > after_sells else after_sells
         exposure = mul(mul(worst, market.mark), market.factor)
         if exposure > max_exposure:
             raise EngineError(
@@ -782,8 +792,8 @@ class Exchange:
     ) -> None:
         book = market.book
         (book.bids if order.side > 0 else book.asks).add(order)  # == book.side(order.side)
-        account.open_orders[order.id] = order
-        self._open[order.id] = order
+        account.open_orders[order.key] = order
+        self._open[order.key] = order
         pos.open_orders += 1
         if order.reduce_only:
             pos.reduce_only_orders += 1
@@ -805,8 +815,8 @@ class Exchange:
         """Take a live order out of the book and out of its account's aggregates."""
         book = market.book
         (book.bids if order.side > 0 else book.asks).remove(order)  # == book.side(order.side)
-        del account.open_orders[order.id]
-        del self._open[order.id]
+        del account.open_orders[order.key]
+        del self._open[order.key]
         pos = order.pos
         pos.open_orders -= 1
         if order.reduce_only:
@@ -828,7 +838,7 @@ class Exchange:
         recent = account.recent
         if not recent:
             account.oldest_done_ts = now
-        recent[order.id] = order
+        recent[order.key] = order
         account.finished.append(order)
         config = self.config
         if (
@@ -847,7 +857,7 @@ class Exchange:
             if len(recent) <= limit and account.oldest_done_ts >= horizon:
                 break
             oldest = finished.popleft()
-            del recent[oldest.id]
+            del recent[oldest.key]
             if oldest.client_id is not None and account.client_ids.get(oldest.client_id) is oldest:
                 del account.client_ids[oldest.client_id]
             if recent:
@@ -1063,8 +1073,8 @@ class Exchange:
 
     def _finish_filled_maker(self, account: Account, pos: Position, maker: Order, now: int) -> None:
         maker.status = FILLED
-        del account.open_orders[maker.id]
-        del self._open[maker.id]
+        del account.open_orders[maker.key]
+        del self._open[maker.key]
         pos.open_orders -= 1
         if maker.reduce_only:
             pos.reduce_only_orders -= 1
@@ -1555,6 +1565,26 @@ class Exchange:
                 contributions.append((mm, market.symbol))
         return equity, total_mm, contributions
 
+    def _margin_summary(self, account: Account) -> tuple[int, int, Market | None]:
+        """``(equity, maintenance margin, lead market)`` at the marks: what
+        :meth:`_margin_state` gives, with the market of the largest position MM (the first on
+        a tie; None without positions) in place of the list, which is not built."""
+        equity = account.collateral
+        total_mm = 0
+        lead: Market | None = None
+        lead_mm = 0
+        for pos in account.positions.values():
+            if pos.size:
+                market = pos.market
+                value = mul(mul(pos.size, market.mark), market.factor)
+                equity += value - pos.cost
+                mm = maintenance_margin(market.brackets, value if value >= 0 else -value)
+                total_mm += mm
+                if lead is None or mm > lead_mm:
+                    lead = market
+                    lead_mm = mm
+        return equity, total_mm, lead
+
     def _evaluate_dirty(self, events: list[Event]) -> None:
         """Re-check every account whose margin inputs changed, until none is left."""
         now = self._now()
@@ -1582,24 +1612,24 @@ class Exchange:
         if account.id in self.insurance_funds:
             self._check_insurance_fund(account, events, now)
             return
-        equity, mm, contributions = self._margin_state(account)
+        equity, mm, lead = self._margin_summary(account)
         state = self._liquidating.get(account.id)
-        if contributions and equity <= mm:
-            cfg = self._lead_config(contributions)
+        if lead is not None and equity <= mm:
+            cfg = lead.liquidation
             deep = rate_below(equity, cfg.backstop_ratio, mm)  # equity < backstop_ratio * MM
             if state is None or now >= state.next_step_ts or deep:
                 self._liquidate(account, events, now)
-                equity, mm, contributions = self._margin_state(account)
-        elif not contributions and account.collateral < 0 and state is None:
+                equity, mm, lead = self._margin_summary(account)
+        elif lead is None and account.collateral < 0 and state is None:
             self._cover_deficit(account, events, now)
         elif state is not None:
-            if self._restored(equity, mm, contributions):
-                self._finish_liquidation(account, events, now)
+            if lead is None or mm * RATE_SCALE <= lead.liquidation.target_ratio * equity:
+                self._finish_liquidation(account, events, now)  # restored (see _restored)
             elif now >= state.next_step_ts:
                 self._liquidate(account, events, now)
-                equity, mm, contributions = self._margin_state(account)
-        if contributions:
-            call_ratio = self._lead_config(contributions).margin_call_ratio
+                equity, mm, lead = self._margin_summary(account)
+        if lead is not None:
+            call_ratio = lead.liquidation.margin_call_ratio
             called = not rate_below(mm, call_ratio, equity)  # MM >= call_ratio * equity
             if called and account.id not in self._called and account.id not in self._liquidating:
                 self._called[account.id] = None
@@ -1639,7 +1669,7 @@ class Exchange:
     def _lead_config(self, contributions: list[tuple[int, str]]) -> LiquidationConfig:
         """Liquidation settings of the market with the largest maintenance margin (the first
         listed on a tie): they govern account-level decisions."""
-        return self.markets[_lead_market(contributions)].instrument.mechanics.liquidation
+        return self.markets[_lead_market(contributions)].liquidation
 
     def _reindex(
         self,
