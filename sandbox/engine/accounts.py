@@ -32,6 +32,7 @@ class Position:
         "buy_qty",
         "buy_value",
         "cost",
+        "held",
         "leverage",
         "market",
         "max_exposure",
@@ -60,6 +61,7 @@ class Position:
         self.open_orders = 0
         self.reduce_only_orders = 0
         self.stored = False  # in its account's ``positions`` (a new one is not, until used)
+        self.held = False  # its account is in its market's ``holders`` (size != 0)
 
 
 class Account:
@@ -70,6 +72,7 @@ class Account:
         "collateral",
         "finished",
         "id",
+        "insurance",
         "oldest_done_ts",
         "open_orders",
         "positions",
@@ -79,6 +82,7 @@ class Account:
 
     def __init__(self, account_id: str) -> None:
         self.id = account_id
+        self.insurance = False  # an insurance fund: the exchange's, closed to commands
         self.collateral = 0
         self.positions: dict[str, Position] = {}
         self.reserve = 0  # sum of Position.reserve

@@ -268,6 +268,10 @@ class BookSnapshot:
     asks: list[tuple[int, int]]
 
 
+def _unknown_account(account_id: object) -> EngineError:
+    return EngineError(RejectCode.UNKNOWN_ACCOUNT, f"unknown account {account_id!r}")
+
+
 def _abs(value: int) -> int:
     return value if value >= 0 else -value
 
@@ -310,6 +314,8 @@ _ORDER_ID: Final = 2  # CancelOrder, AmendOrder
 _CLIENT_ID: Final = 3
 _PLACE_ORDER: Final = PlaceOrder  # (a Final name is read without a module-dict lookup)
 _CANCEL_ORDER: Final = CancelOrder
+_ORDER_TYPE_CLASS: Final = OrderType
+_TIF_CLASS: Final = TimeInForce
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -335,6 +341,7 @@ class Exchange:
         self.insurance_funds: dict[str, str] = {}
         for market in self.markets.values():
             fund = Account(market.insurance)
+            fund.insurance = True
             fund.collateral = market.instrument.mechanics.liquidation.insurance_seed
             self.accounts[fund.id] = fund
             self.insurance_funds[fund.id] = market.symbol
@@ -347,9 +354,8 @@ class Exchange:
         self._accounts_seq = 0
         self._next_order_id = 1
         self._open: dict[int, Order] = {}
+        # (PlaceOrder and CancelOrder are dispatched by submit itself)
         self._handlers: dict[type, Callable[[Any], list[Event]]] = {
-            PlaceOrder: self._place,
-            CancelOrder: self._cancel,
             CancelAll: self._cancel_all,
             AmendOrder: self._amend,
             Deposit: self._deposit,
@@ -368,22 +374,26 @@ class Exchange:
         kind = type(command)
         cmd: Any = command
         try:
-            hot = kind is _PLACE_ORDER or kind is _CANCEL_ORDER  # most of the traffic
-            if hot:
+            if kind is _PLACE_ORDER or kind is _CANCEL_ORDER:  # most of the traffic
+                # Dispatched without the table, with the account looked up once here. (An
+                # account id that is not a string, or unknown, is refused by the handler.)
                 fields: tuple[object, ...] = cmd
                 account_id = fields[_ACCOUNT]
+                account = self.accounts.get(account_id) if isinstance(account_id, str) else None
+                if account is not None and account.insurance:
+                    raise EngineError(RejectCode.RESERVED_ACCOUNT, _RESERVED_MESSAGE)
+                if kind is _PLACE_ORDER:
+                    events = self._place(cmd, account)
+                else:
+                    events = self._cancel(cmd, account)
             else:
                 account_id = getattr(cmd, "account", None)
-            # (an account id that is not a string is refused by the handler, with its code)
-            if (
-                isinstance(account_id, str)
-                and account_id in self.insurance_funds
-                and not isinstance(cmd, Deposit)
-            ):
-                raise EngineError(RejectCode.RESERVED_ACCOUNT, _RESERVED_MESSAGE)
-            if hot:  # dispatched without the table lookup
-                events = self._place(cmd) if kind is _PLACE_ORDER else self._cancel(cmd)
-            else:
+                if (
+                    isinstance(account_id, str)
+                    and account_id in self.insurance_funds
+                    and not isinstance(cmd, Deposit)
+                ):
+                    raise EngineError(RejectCode.RESERVED_ACCOUNT, _RESERVED_MESSAGE)
                 handler = self._handlers.get(kind)
                 if handler is None:
                     raise EngineError(
@@ -416,7 +426,7 @@ class Exchange:
     def _account(self, account_id: object) -> Account:
         account = self.accounts.get(account_id) if isinstance(account_id, str) else None
         if account is None:
-            raise EngineError(RejectCode.UNKNOWN_ACCOUNT, f"unknown account {account_id!r}")
+            raise _unknown_account(account_id)
         return account
 
     def _position(self, account: Account, market: Market) -> Position:
@@ -527,11 +537,14 @@ class Exchange:
         pos.reserve = reserve
 
     # -- order entry ----------------------------------------------------------------------------
-    def _place(self, command: PlaceOrder) -> list[Event]:
-        # Unvalidated fields are read by position, untyped (see _PLACE_FIELDS).
+    def _place(self, command: PlaceOrder, owner: Account | None) -> list[Event]:
+        """``owner``: the command's account, None if there is no such account."""
+        # Unvalidated fields are read by position, untyped (see _ACCOUNT and the rest).
         fields: tuple[object, ...] = command
         market = self._market(fields[_MARKET])
-        account = self._account(fields[_ACCOUNT])
+        if owner is None:
+            raise _unknown_account(fields[_ACCOUNT])
+        account = owner
         inst = market.instrument
         # Validated values become typed locals (plain ints): fast in compiled arithmetic.
         given_side = fields[_SIDE]
@@ -560,14 +573,14 @@ class Exchange:
         mark = market.mark
         given_type = fields[_ORDER_TYPE]
         order_type: OrderType = (  # members pass as they are; _member converts
-            given_type if type(given_type) is OrderType else _member(OrderType, given_type)
+            given_type if type(given_type) is _ORDER_TYPE_CLASS else _member(OrderType, given_type)
         )
         if order_type is _LIQUIDATION:
             raise EngineError(RejectCode.INVALID_ORDER, "liquidation orders are the exchange's")
         given_tif = fields[_TIF]
         tif: TimeInForce | None = (
             given_tif
-            if given_tif is None or type(given_tif) is TimeInForce
+            if given_tif is None or type(given_tif) is _TIF_CLASS
             else _member(TimeInForce, given_tif)
         )
         if order_type is _LIMIT:
@@ -1027,8 +1040,8 @@ class Exchange:
         )
         maker_pnl = _apply_fill(maker_pos, maker.side, price, qty, factor)
         taker_pnl = _apply_fill(taker_pos, taker.side, price, qty, factor)
-        self._track_holder(market, maker.account, maker_pos.size)
-        self._track_holder(market, taker.account, taker_pos.size)
+        self._track_holder(market, maker.account, maker_pos)
+        self._track_holder(market, taker.account, taker_pos)
         maker_account.collateral += maker_pnl - maker_fee
         taker_account.collateral += taker_pnl - taker_fee
         self.fees_collected += maker_fee + taker_fee
@@ -1063,12 +1076,15 @@ class Exchange:
         )
 
     @staticmethod
-    def _track_holder(market: Market, account_id: str, size: int) -> None:
+    def _track_holder(market: Market, account_id: str, pos: Position) -> None:
         """Keep ``market.holders`` (and the risk index) in step with who holds a position."""
-        if size:
-            market.holders[account_id] = None
-        elif account_id in market.holders:
+        if pos.size:
+            if not pos.held:
+                market.holders[account_id] = None
+                pos.held = True
+        elif pos.held:
             del market.holders[account_id]
+            pos.held = False
             market.risk.discard(account_id)
 
     def _finish_filled_maker(self, account: Account, pos: Position, maker: Order, now: int) -> None:
@@ -1141,10 +1157,13 @@ class Exchange:
         order.status = CANCELED if reason == "canceled" else EXPIRED
         self._finish(account, order, now)
 
-    def _cancel(self, command: CancelOrder) -> list[Event]:
+    def _cancel(self, command: CancelOrder, owner: Account | None) -> list[Event]:
+        """``owner``: the command's account, None if there is no such account."""
         fields: tuple[object, ...] = command  # unvalidated: read by position, untyped
         market = self._market(fields[_MARKET])
-        account = self._account(fields[_ACCOUNT])
+        if owner is None:
+            raise _unknown_account(fields[_ACCOUNT])
+        account = owner
         order = self._find_open(account, market, command)
         events: list[Event] = []
         self._cancel_resting(market, order, "canceled", events, self._now())
@@ -1609,7 +1628,7 @@ class Exchange:
 
     def _evaluate(self, account: Account, events: list[Event], now: int) -> None:
         """The exact check: liquidate, continue a liquidation, margin-call, or re-index."""
-        if account.id in self.insurance_funds:
+        if account.insurance:
             self._check_insurance_fund(account, events, now)
             return
         equity, mm, lead = self._margin_summary(account)
@@ -1969,8 +1988,8 @@ class Exchange:
             target_pos.stored = True
         source.collateral += _apply_fill(source_pos, -side, price, qty, market.factor)
         target.collateral += _apply_fill(target_pos, side, price, qty, market.factor)
-        self._track_holder(market, source.id, source_pos.size)
-        self._track_holder(market, target.id, target_pos.size)
+        self._track_holder(market, source.id, source_pos)
+        self._track_holder(market, target.id, target_pos)
         for account, pos in ((source, source_pos), (target, target_pos)):
             self._set_reserve(account, pos, market.factor)
             if pos.reduce_only_orders:
@@ -2134,7 +2153,8 @@ class Exchange:
                         qty,
                         order_type=OrderType.MARKET,
                         reduce_only=True,
-                    )
+                    ),
+                    fund,
                 )
             )
         except EngineError:
