@@ -497,7 +497,7 @@ class Exchange:
         # (not max() and abs(): compiled, those box their arguments)
         after_buys, after_sells = _abs(size + buy[0]), _abs(size - sell[0])
         worst = after_buys if after_buys > after_sells else after_sells
-        exposure = mul(mul(worst, market.mark), market.factor)
+        exposure = mul(worst * market.mark, market.factor)
         if exposure > max_exposure:
             raise EngineError(
                 RejectCode.MAX_POSITION_EXCEEDED,
@@ -657,7 +657,7 @@ class Exchange:
             qty = min(qty, abs(size))  # never more than the position it reduces
             reserve = pos.reserve
         else:
-            notional = mul(mul(notional_price, qty), market.factor)
+            notional = mul(notional_price * qty, market.factor)
             if notional < inst.min_notional:
                 raise EngineError(
                     RejectCode.NOTIONAL_BELOW_MIN,
@@ -665,7 +665,7 @@ class Exchange:
                     notional=notional,
                     min_notional=inst.min_notional,
                 )
-            value = mul(limit, qty)
+            value = limit * qty
             if side > 0:
                 buy = (pos.buy_qty + qty, pos.buy_value + value)
                 sell = (pos.sell_qty, pos.sell_value)
@@ -814,10 +814,10 @@ class Exchange:
         remaining = order.remaining
         if order.side > 0:
             pos.buy_qty += remaining
-            pos.buy_value += mul(order.price, remaining)
+            pos.buy_value += order.price * remaining
         else:
             pos.sell_qty += remaining
-            pos.sell_value += mul(order.price, remaining)
+            pos.sell_value += order.price * remaining
         if reserve is None:
             self._set_reserve(account, pos, market.factor)
         else:
@@ -838,10 +838,10 @@ class Exchange:
             remaining = order.remaining
             if order.side > 0:
                 pos.buy_qty -= remaining
-                pos.buy_value -= mul(order.price, remaining)
+                pos.buy_value -= order.price * remaining
             else:
                 pos.sell_qty -= remaining
-                pos.sell_value -= mul(order.price, remaining)
+                pos.sell_value -= order.price * remaining
             self._set_reserve(account, pos, market.factor)
         return pos
 
@@ -1014,7 +1014,7 @@ class Exchange:
         price = maker.price
         factor = market.factor
         inst = market.instrument
-        notional = mul(mul(price, qty), factor)
+        notional = mul(price * qty, factor)
 
         level.qty -= qty
         maker.remaining -= qty
@@ -1029,10 +1029,10 @@ class Exchange:
         if not maker.reduce_only:
             if maker.side > 0:
                 maker_pos.buy_qty -= qty
-                maker_pos.buy_value -= mul(price, qty)
+                maker_pos.buy_value -= price * qty
             else:
                 maker_pos.sell_qty -= qty
-                maker_pos.sell_value -= mul(price, qty)
+                maker_pos.sell_value -= price * qty
         maker_fee = mul_rate_ceil(notional, inst.maker_fee)
         # A liquidation pays the liquidation fee (to the insurance fund) instead of a taker fee.
         taker_fee = (
