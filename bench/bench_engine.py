@@ -30,6 +30,12 @@ Python sources (``PERPBOT_PURE_PYTHON=1`` in that subprocess) in the same run.
 with ``valgrind --tool=callgrind`` (each implementation run twice, with 0 and N commands, so
 the set-up is subtracted). Unlike CPU time, the counts do not move with the machine's load.
 
+``--cache-misses N`` also simulates the caches (``valgrind --tool=callgrind --cache-sim=yes``)
+for commands W+1..W+N of a stream of W+N (W = ``--cache-warm``, 150,000 by default: by then the
+engine holds its full client-id history), and prints instructions and level-1 instruction,
+level-1 data and last-level misses per command. Instrumentation is off for the first W commands
+and switched on with ``callgrind_control`` for the N measured ones. Slow (minutes): opt-in.
+
 ``--profile`` runs the engine once in-process under cProfile and prints the top entries.
 """
 
@@ -431,6 +437,106 @@ def count_instructions(impl: str, ops: int, seed: int, markets: int) -> float | 
     return (totals[1] - totals[0]) / ops
 
 
+# callgrind's cache-simulation events reported per command: instructions, level-1 instruction
+# misses, level-1 data misses (reads, writes), last-level data misses (reads, writes).
+CACHE_EVENTS = ("Ir", "I1mr", "D1mr", "D1mw", "DLmr", "DLmw")
+
+
+def _wait_for(
+    path: Path, proc: subprocess.Popen[bytes] | None = None, timeout: float = 3600
+) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the measured process exited early ({proc.returncode})")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no {path.name} after {timeout} s")
+        time.sleep(0.05)
+
+
+def _cache_run(impl: str, seed: int, markets: int, warm: int, n: int, signals: Path) -> None:
+    """Body of one ``--cache-misses`` run: ``warm`` commands, then signal ``ready`` and wait for
+    ``go`` (the parent switches instrumentation on), run ``n`` more, signal ``done`` and wait
+    for ``stop`` (it switches instrumentation off)."""
+    symbols = tuple(i.symbol for i in instruments_for(markets))
+    stream = generate(warm + n, seed, markets)
+    if impl == "bare":
+        _, calls = build_bare(stream, len(symbols))
+        gc.collect()
+        gc.freeze()
+        for fn, args in calls[:warm]:
+            fn(*args)
+        (signals / "ready").touch()
+        _wait_for(signals / "go")
+        for fn, args in calls[warm:]:
+            fn(*args)
+    else:
+        ex, cmds, _ = build_engine(stream, symbols)
+        gc.collect()
+        gc.freeze()
+        submit = ex.submit
+        for cmd in cmds[:warm]:
+            submit(cmd)
+        (signals / "ready").touch()
+        _wait_for(signals / "go")
+        for cmd in cmds[warm:]:
+            submit(cmd)
+    (signals / "done").touch()
+    _wait_for(signals / "stop")
+
+
+def count_cache_misses(
+    impl: str, warm: int, n: int, seed: int, markets: int
+) -> dict[str, float] | None:
+    """``CACHE_EVENTS`` per command over commands ``warm+1 .. warm+n`` (callgrind's cache
+    simulation), or None when valgrind is not installed."""
+    valgrind, control = shutil.which("valgrind"), shutil.which("callgrind_control")
+    if valgrind is None or control is None:
+        return None
+    env = dict(os.environ)
+    if impl == "engine-py":
+        env[PURE_ENV] = "1"
+    with tempfile.TemporaryDirectory() as tmp:
+        signals = Path(tmp)
+        out = signals / "callgrind.out"
+        cmd = [
+            valgrind,
+            "--tool=callgrind",
+            "--instr-atstart=no",
+            "--cache-sim=yes",
+            f"--callgrind-out-file={out}",
+            sys.executable,
+            __file__,
+            "--cache-run",
+            f"{impl},{seed},{markets},{warm},{n},{tmp}",
+        ]
+        with subprocess.Popen(
+            cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        ) as proc:
+            try:
+                _wait_for(signals / "ready", proc)
+                switch = [control, "-i", "on", str(proc.pid)]
+                subprocess.run(switch, capture_output=True, check=True)
+                (signals / "go").touch()
+                _wait_for(signals / "done", proc)
+                switch[2] = "off"
+                subprocess.run(switch, capture_output=True, check=True)
+                (signals / "stop").touch()
+                proc.wait(timeout=600)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+        names: list[str] = []
+        totals: list[int] = []
+        for line in out.read_text().splitlines():
+            if line.startswith("events:"):
+                names = line.split()[1:]
+            elif line.startswith("totals:") or (line.startswith("summary:") and not totals):
+                totals = [int(v) for v in line.split()[1:]]
+    found = dict(zip(names, totals, strict=False))
+    return {event: found.get(event, 0) / n for event in CACHE_EVENTS}
+
+
 def profile_engine(stream: Sequence[Op], symbols: Sequence[str], top: int = 25) -> None:
     ex, cmds, _ = build_engine(stream, symbols)
     submit = ex.submit
@@ -445,6 +551,24 @@ def profile_engine(stream: Sequence[Op], symbols: Sequence[str], top: int = 25) 
 # -- report --------------------------------------------------------------------------------------
 def _fmt_rate(x: float) -> str:
     return f"{x:>12,.0f}"
+
+
+def _print_cache_misses(impls: Sequence[str], warm: int, n: int, seed: int, markets: int) -> None:
+    rows = {impl: count_cache_misses(impl, warm, n, seed, markets) for impl in impls}
+    print()
+    print(
+        f"cache simulation (callgrind --cache-sim=yes), commands {warm + 1:,}-{warm + n:,}, "
+        "per command:"
+    )
+    print(f"{'impl':<10}{'instr':>9}{'L1i miss':>10}{'L1d miss':>10}{'LL miss':>9}")
+    for impl, row in rows.items():
+        if row is None:
+            print(f"{impl:<10} valgrind is not installed, nothing counted")
+            continue
+        print(
+            f"{impl:<10}{row['Ir']:>9,.0f}{row['I1mr']:>10,.1f}"
+            f"{row['D1mr'] + row['D1mw']:>10,.1f}{row['DLmr'] + row['DLmw']:>9,.1f}"
+        )
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -462,12 +586,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         metavar="N",
         help="also count instructions per command over the first N commands (valgrind)",
     )
+    parser.add_argument(
+        "--cache-misses",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also simulate the caches over N commands after --cache-warm (valgrind; minutes)",
+    )
+    parser.add_argument("--cache-warm", type=int, default=150_000, metavar="W")
     parser.add_argument("--count-run", help=argparse.SUPPRESS)  # internal: one callgrind run
+    parser.add_argument("--cache-run", help=argparse.SUPPRESS)  # internal: one cache-sim run
     args = parser.parse_args(argv)
     if args.count_run:
         impl, *numbers = args.count_run.split(",")
         ops, seed, markets, run = (int(n) for n in numbers)
         _count_run(impl, ops, seed, markets, run)
+        return 0
+    if args.cache_run:
+        impl, seed_s, markets_s, warm_s, n_s, signals = args.cache_run.split(",")
+        _cache_run(impl, int(seed_s), int(markets_s), int(warm_s), int(n_s), Path(signals))
         return 0
     if args.quick:
         args.ops, args.repeat = 20_000, 1
@@ -542,6 +679,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"compiled vs pure-Python engine: {'same results' if same else 'RESULTS DIFFER'}")
         if not same:
             return 1
+
+    if args.cache_misses:
+        measured = ("bare", "engine")  # (the pure-Python engine would take far longer)
+        _print_cache_misses(measured, args.cache_warm, args.cache_misses, args.seed, args.markets)
 
     bare, engine = checks["bare"], checks["engine"]
     print()

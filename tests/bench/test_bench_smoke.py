@@ -59,3 +59,20 @@ def test_the_instruction_counting_run_works(impl: str) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.parametrize("impl", ["bare", "engine"])
+def test_the_cache_simulation_run_works(impl: str, tmp_path: Path) -> None:
+    """The body ``--cache-misses`` runs under valgrind (here without it, and with the parent's
+    signals already given): it announces each phase."""
+    (tmp_path / "go").touch()
+    (tmp_path / "stop").touch()
+    script = Path(__file__).resolve().parents[2] / "bench" / "bench_engine.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--cache-run", f"{impl},1,1,300,200,{tmp_path}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert (tmp_path / "ready").exists() and (tmp_path / "done").exists()
