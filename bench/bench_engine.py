@@ -389,23 +389,34 @@ def run_isolated(impl: str, stream: list[Op], symbols: tuple[str, ...], verify: 
             os.environ[PURE_ENV] = saved
 
 
-def _count_run(impl: str, ops: int, seed: int, markets: int, run: int) -> None:
-    """Body of one callgrind run: build the inputs of ``ops`` commands, run the first ``run``."""
+def _runner(impl: str, ops: int, seed: int, markets: int) -> Callable[[int, int], None]:
+    """Build the inputs of a stream of ``ops`` commands (then freeze the collector); return
+    ``run(lo, hi)``, which applies commands ``lo .. hi - 1``."""
     symbols = tuple(i.symbol for i in instruments_for(markets))
     stream = generate(ops, seed, markets)
     if impl == "bare":
         _, calls = build_bare(stream, len(symbols))
-        gc.collect()
-        gc.freeze()
-        for fn, args in calls[:run]:
-            fn(*args)
+
+        def run(lo: int, hi: int) -> None:
+            for fn, args in calls[lo:hi]:
+                fn(*args)
+
     else:
         ex, cmds, _ = build_engine(stream, symbols)
-        gc.collect()
-        gc.freeze()
         submit = ex.submit
-        for cmd in cmds[:run]:
-            submit(cmd)
+
+        def run(lo: int, hi: int) -> None:
+            for cmd in cmds[lo:hi]:
+                submit(cmd)
+
+    gc.collect()
+    gc.freeze()
+    return run
+
+
+def _count_run(impl: str, ops: int, seed: int, markets: int, run: int) -> None:
+    """Body of one callgrind run: build the inputs of ``ops`` commands, run the first ``run``."""
+    _runner(impl, ops, seed, markets)(0, run)
 
 
 def count_instructions(impl: str, ops: int, seed: int, markets: int) -> float | None:
@@ -458,29 +469,11 @@ def _cache_run(impl: str, seed: int, markets: int, warm: int, n: int, signals: P
     """Body of one ``--cache-misses`` run: ``warm`` commands, then signal ``ready`` and wait for
     ``go`` (the parent switches instrumentation on), run ``n`` more, signal ``done`` and wait
     for ``stop`` (it switches instrumentation off)."""
-    symbols = tuple(i.symbol for i in instruments_for(markets))
-    stream = generate(warm + n, seed, markets)
-    if impl == "bare":
-        _, calls = build_bare(stream, len(symbols))
-        gc.collect()
-        gc.freeze()
-        for fn, args in calls[:warm]:
-            fn(*args)
-        (signals / "ready").touch()
-        _wait_for(signals / "go")
-        for fn, args in calls[warm:]:
-            fn(*args)
-    else:
-        ex, cmds, _ = build_engine(stream, symbols)
-        gc.collect()
-        gc.freeze()
-        submit = ex.submit
-        for cmd in cmds[:warm]:
-            submit(cmd)
-        (signals / "ready").touch()
-        _wait_for(signals / "go")
-        for cmd in cmds[warm:]:
-            submit(cmd)
+    run = _runner(impl, warm + n, seed, markets)
+    run(0, warm)
+    (signals / "ready").touch()
+    _wait_for(signals / "go")
+    run(warm, warm + n)
     (signals / "done").touch()
     _wait_for(signals / "stop")
 

@@ -272,6 +272,14 @@ def _unknown_account(account_id: object) -> EngineError:
     return EngineError(RejectCode.UNKNOWN_ACCOUNT, f"unknown account {account_id!r}")
 
 
+def _pnl_and_mm(pos: Position) -> tuple[int, int]:
+    """A position's unrealized PnL and maintenance margin at its market's mark."""
+    market = pos.market
+    value = mul(mul(pos.size, market.mark), market.factor)
+    notional = value if value >= 0 else -value
+    return value - pos.cost, maintenance_margin(market.brackets, notional)
+
+
 def _abs(value: int) -> int:
     return value if value >= 0 else -value
 
@@ -1576,12 +1584,10 @@ class Exchange:
         contributions: list[tuple[int, str]] = []
         for pos in account.positions.values():
             if pos.size:
-                market = pos.market
-                value = mul(mul(pos.size, market.mark), market.factor)
-                equity += value - pos.cost
-                mm = maintenance_margin(market.brackets, value if value >= 0 else -value)
+                pnl, mm = _pnl_and_mm(pos)
+                equity += pnl
                 total_mm += mm
-                contributions.append((mm, market.symbol))
+                contributions.append((mm, pos.market.symbol))
         return equity, total_mm, contributions
 
     def _margin_summary(self, account: Account) -> tuple[int, int, Market | None]:
@@ -1594,13 +1600,11 @@ class Exchange:
         lead_mm = 0
         for pos in account.positions.values():
             if pos.size:
-                market = pos.market
-                value = mul(mul(pos.size, market.mark), market.factor)
-                equity += value - pos.cost
-                mm = maintenance_margin(market.brackets, value if value >= 0 else -value)
+                pnl, mm = _pnl_and_mm(pos)
+                equity += pnl
                 total_mm += mm
                 if lead is None or mm > lead_mm:
-                    lead = market
+                    lead = pos.market
                     lead_mm = mm
         return equity, total_mm, lead
 
