@@ -306,20 +306,26 @@ def order_reserve(
     price. Both sides cannot be filled into exposure at once, so the larger of the two is held:
     ``ceil(max(buy_excess_value, sell_excess_value) * factor / leverage)``.
     """
-    # ceil(a / b) for a >= 0, b > 0, inlined as (a + b - 1) // b: this runs for every order
     buy = 0
     if buy_qty:
         excess = buy_qty + size if size < 0 else buy_qty
         if excess > 0:
-            divisor = buy_qty * leverage
-            buy = (mul(mul(buy_value, excess), factor) + divisor - 1) // divisor
+            buy = _excess_margin(buy_value, buy_qty, excess, leverage, factor)
     sell = 0
     if sell_qty:
         excess = sell_qty - size if size > 0 else sell_qty
         if excess > 0:
-            divisor = sell_qty * leverage
-            sell = (mul(mul(sell_value, excess), factor) + divisor - 1) // divisor
+            sell = _excess_margin(sell_value, sell_qty, excess, leverage, factor)
     return buy if buy > sell else sell
+
+
+def _excess_margin(value: int, qty: int, excess: int, leverage: int, factor: int) -> int:
+    """``ceil(value * excess * factor / (qty * leverage))`` for ``0 < excess <= qty``, without
+    forming the full product (it passes 64 bits for large order books)."""
+    money = mul(value, factor)
+    if excess == qty:  # the whole side adds exposure: the quantities cancel
+        return (money + leverage - 1) // leverage  # ceil, for money >= 0
+    return -mul_div(-money, excess, qty * leverage)
 
 
 def max_notional_at(brackets: Sequence[Bracket], leverage: int) -> int:

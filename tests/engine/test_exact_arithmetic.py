@@ -18,6 +18,7 @@ from perpbot.risk.margin import (
     mul_div,
     mul_rate_ceil,
     mul_rate_floor,
+    order_reserve,
     rate_below,
 )
 
@@ -58,6 +59,43 @@ def test_rate_rounding_and_comparison(amount: int, rate: int) -> None:
 @given(ints, ints, ints)
 def test_rate_below_is_the_scaled_comparison(amount: int, rate: int, other: int) -> None:
     assert rate_below(amount, rate, other) == (amount * RATE_SCALE < rate * other)
+
+
+def _reserve_by_the_formula(
+    size: int, buy: tuple[int, int], sell: tuple[int, int], leverage: int, factor: int
+) -> int:
+    """order_reserve's docstring, in big integers: each side's quantity that adds exposure,
+    valued at the side's average price; the larger side, rounded up."""
+    held = [0]
+    for (qty, value), opposite in ((buy, size < 0), (sell, size > 0)):
+        if qty:
+            excess = qty - abs(size) if opposite else qty
+            if excess > 0:
+                held.append(-((-value * excess * factor) // (qty * leverage)))
+    return max(held)
+
+
+lots = st.one_of(st.sampled_from([0, 1, 2, 10**6, 2**31, 10**9]), st.integers(0, 10**10))
+prices = st.one_of(st.sampled_from([1, 600_000, 2**30, 10**9]), st.integers(1, 10**10))
+
+
+@given(
+    st.integers(-(10**10), 10**10),
+    lots,
+    prices,
+    lots,
+    prices,
+    st.integers(1, 125),
+    st.sampled_from([1, 10**4, 10**5, 10**8]),
+)
+def test_order_reserve_is_its_formula(
+    size: int, buy_qty: int, buy_price: int, sell_qty: int, sell_price: int, lev: int, f: int
+) -> None:
+    # (values as the engine keeps them: quantity x an average price, up to ~2**67 here)
+    buy = (buy_qty, buy_qty * buy_price)
+    sell = (sell_qty, sell_qty * sell_price)
+    expected = _reserve_by_the_formula(size, buy, sell, lev, f)
+    assert order_reserve(size, *buy, *sell, lev, f) == expected
 
 
 def test_the_machine_integer_path_is_taken_exactly_when_compiled() -> None:
