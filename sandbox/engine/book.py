@@ -148,23 +148,24 @@ class Level:
         while head < len(orders):
             order = orders[head]
             if order.live:
-                self.head = head
+                self._move_head(head)
                 return order
             head += 1
-        self.head = head
+        self._move_head(head)
         return None
 
     def take_front(self) -> Order:
         """Remove and return the front order."""
-        orders = self.orders
-        head = self.head
-        order = orders[head]
-        head += 1
-        if head >= 64 and head * 2 >= len(orders):
-            del orders[:head]
+        order = self.orders[self.head]
+        self._move_head(self.head + 1)
+        return order
+
+    def _move_head(self, head: int) -> None:
+        """Start the queue at ``head``; drop the taken prefix once it is most of the list."""
+        if head >= 64 and head * 2 >= len(self.orders):
+            del self.orders[:head]
             head = 0
         self.head = head
-        return order
 
 
 class BookSide:

@@ -272,12 +272,30 @@ def _unknown_account(account_id: object) -> EngineError:
     return EngineError(RejectCode.UNKNOWN_ACCOUNT, f"unknown account {account_id!r}")
 
 
+def _value(pos: Position) -> int:
+    """A position's signed value at its market's mark (money units)."""
+    market = pos.market
+    return mul(mul(pos.size, market.mark), market.factor)
+
+
 def _pnl_and_mm(pos: Position) -> tuple[int, int]:
     """A position's unrealized PnL and maintenance margin at its market's mark."""
-    market = pos.market
-    value = mul(mul(pos.size, market.mark), market.factor)
+    value = _value(pos)
     notional = value if value >= 0 else -value
-    return value - pos.cost, maintenance_margin(market.brackets, notional)
+    return value - pos.cost, maintenance_margin(pos.market.brackets, notional)
+
+
+def _restored_at(equity: int, mm: int, lead: Market | None) -> bool:
+    """A liquidation is over: no position left (no ``lead`` market), or MM at most the lead
+    market's target share of equity."""
+    return lead is None or mm * RATE_SCALE <= lead.liquidation.target_ratio * equity
+
+
+def _keep_position(account: Account, pos: Position) -> None:
+    """Store a position :meth:`Exchange._position` made (once an accepted command uses it)."""
+    if not pos.stored:
+        account.positions[pos.market.symbol] = pos
+        pos.stored = True
 
 
 def _abs(value: int) -> int:
@@ -480,8 +498,7 @@ class Exchange:
         position_margin = 0
         for pos in account.positions.values():
             if pos.size:
-                market = pos.market
-                value = mul(mul(pos.size, market.mark), market.factor)
+                value = _value(pos)
                 equity += value - pos.cost
                 position_margin -= (-value if value > 0 else value) // pos.leverage  # ceil
         return equity - position_margin - account.reserve
@@ -694,9 +711,7 @@ class Exchange:
 
         # ---- accepted: from here on, state changes ----
         now = self._now()
-        if not pos.stored:
-            account.positions[market.symbol] = pos
-            pos.stored = True
+        _keep_position(account, pos)
         events: list[Event] = []
         order = self._accept(
             market,
@@ -1384,9 +1399,7 @@ class Exchange:
             max_exposure,
             released_margin=old_position_margin - new_position_margin,
         )
-        if not pos.stored:
-            account.positions[market.symbol] = pos
-            pos.stored = True
+        _keep_position(account, pos)
         pos.leverage = leverage
         pos.max_exposure = max_exposure
         self._set_reserve(account, pos, market.factor)
@@ -1646,8 +1659,8 @@ class Exchange:
         elif lead is None and account.collateral < 0 and state is None:
             self._cover_deficit(account, events, now)
         elif state is not None:
-            if lead is None or mm * RATE_SCALE <= lead.liquidation.target_ratio * equity:
-                self._finish_liquidation(account, events, now)  # restored (see _restored)
+            if _restored_at(equity, mm, lead):
+                self._finish_liquidation(account, events, now)
             elif now >= state.next_step_ts:
                 self._liquidate(account, events, now)
                 equity, mm, lead = self._margin_summary(account)
@@ -1775,9 +1788,8 @@ class Exchange:
 
     def _restored(self, equity: int, mm: int, contributions: list[tuple[int, str]]) -> bool:
         """A liquidation is over: no position left, or MM at most the target share of equity."""
-        if not contributions:
-            return True
-        return mm * RATE_SCALE <= self._lead_config(contributions).target_ratio * equity
+        lead = self.markets[_lead_market(contributions)] if contributions else None
+        return _restored_at(equity, mm, lead)
 
     def _liquidation_step(
         self,
@@ -1988,8 +2000,7 @@ class Exchange:
         target_pos = target.positions.get(symbol)
         if target_pos is None:
             target_pos = self._position(target, market)
-            target.positions[symbol] = target_pos
-            target_pos.stored = True
+            _keep_position(target, target_pos)
         source.collateral += _apply_fill(source_pos, -side, price, qty, market.factor)
         target.collateral += _apply_fill(target_pos, side, price, qty, market.factor)
         self._track_holder(market, source.id, source_pos)
