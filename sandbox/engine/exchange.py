@@ -393,6 +393,31 @@ class Exchange:
             RegisterBackstop: self._register_backstop,
         }
 
+    def __del__(self) -> None:
+        """Drop every container of orders, so a dropped exchange is freed.
+
+        An order points back at its account, position and price level, which hold it: each
+        such pair is a reference cycle. Compiled, orders are invisible to the cyclic garbage
+        collector (see :class:`~sandbox.engine.book.Order`), so it cannot break those cycles;
+        emptying the containers here does. (An exchange is itself in a cycle through its
+        bound-method handlers, so the collector is what finalizes it.)"""
+        try:
+            accounts = self.accounts
+            markets = self.markets
+        except AttributeError:  # __init__ did not get that far
+            return
+        for account in accounts.values():
+            account.open_orders.clear()
+            account.recent.clear()
+            account.finished.clear()
+            account.client_ids.clear()
+        for market in markets.values():
+            for level in market.book.bids.levels.values():
+                level.orders.clear()
+            for level in market.book.asks.levels.values():
+                level.orders.clear()
+        self._open.clear()
+
     # -- the one entry point ------------------------------------------------------------------
     def submit(self, command: Command | object) -> list[Event]:
         """Apply ``command``; return the events it caused, or one ``Rejected`` (also for

@@ -1,0 +1,67 @@
+"""Memory management: orders stay out of the cyclic GC when compiled, and a dropped exchange is
+freed all the same (its finalizer breaks the cycles that run through orders)."""
+
+from __future__ import annotations
+
+import gc
+from collections import Counter
+
+from perpbot._native import is_compiled
+from sandbox.engine import AmendOrder, CancelOrder, Exchange
+from sandbox.engine.accounts import Account, Position
+from sandbox.engine.book import Level, Order
+
+from .conftest import BTC, BTC_MARK, BUY, ETH, SELL, make_exchange, ok, open_position, rest
+
+TRACKED_TYPES = (Account, Position, Level, Exchange)
+
+
+def _tracked() -> Counter[str]:
+    """How many objects of the engine's GC-tracked types are alive."""
+    gc.collect()
+    return Counter(type(o).__name__ for o in gc.get_objects() if isinstance(o, TRACKED_TYPES))
+
+
+def _busy_exchange() -> tuple[Exchange, Order]:
+    """An exchange with resting orders in two markets, positions, and finished orders (filled,
+    cancelled, amended) in the accounts' recent history; and one of its resting orders."""
+    ex = make_exchange()
+    open_position(ex, "alice", BUY, 5)
+    for i in range(5):
+        rest(ex, "alice", BUY, 2, BTC_MARK - 10 - i, client_id=f"b{i}")
+        rest(ex, "bob", SELL, 2, BTC_MARK + 10 + i)
+    eth_order = rest(ex, "bob", SELL, 30, 310_000, ETH)
+    cancelled = rest(ex, "alice", BUY, 2, BTC_MARK - 50)
+    ok(ex.submit(CancelOrder("alice", BTC, order_id=cancelled)))
+    amended = rest(ex, "bob", SELL, 2, BTC_MARK + 50)
+    ok(ex.submit(AmendOrder("bob", BTC, order_id=amended, price=BTC_MARK + 60)))
+    order = ex.get_order("bob", order_id=eth_order)
+    assert order is not None and order.live
+    return ex, order
+
+
+def test_orders_are_kept_out_of_the_cyclic_gc_when_compiled() -> None:
+    ex, order = _busy_exchange()
+    assert gc.is_tracked(order) is (not is_compiled())
+    assert gc.is_tracked(ex.accounts["bob"])  # everything else is tracked as usual
+
+
+def test_a_dropped_exchange_is_freed() -> None:
+    before = _tracked()
+    ex, order = _busy_exchange()
+    during = _tracked()
+    assert during["Exchange"] == before["Exchange"] + 1
+    assert during["Account"] > before["Account"] and during["Level"] > before["Level"]
+    del ex, order
+    assert _tracked() == before
+
+
+def test_an_order_kept_after_its_exchange_is_dropped_frees_the_rest_with_it() -> None:
+    before = _tracked()
+    ex, order = _busy_exchange()
+    del ex
+    after = _tracked()
+    assert after["Exchange"] == before["Exchange"]  # the exchange itself is gone
+    assert order.account == "bob" and order.remaining == 30  # the order is still readable
+    del order
+    assert _tracked() == before
