@@ -98,6 +98,15 @@ def mul_div(a: int, b: int, d: int) -> int:
     64 bits for money times rates."""
     if not _COMPILED:
         return a * b // d
+    if 0 <= b < _MUL_SMALL and 0 < d < _MUL_SMALL and -_MUL_SHORT <= a <= _MUL_SHORT:
+        # The usual case (money times a rate or a quantity ratio), all in machine integers:
+        # r * b < 2**62; |q * b| < 2**62 when |q| < 2**31, and |q * b| <= |a| + b when b <= d.
+        x: i64 = a
+        y: i64 = b
+        z: i64 = d
+        q64 = x // z
+        if y <= z or -_MUL_SMALL < q64 < _MUL_SMALL:
+            return q64 * y + (x - q64 * z) * y // z
     q = a // d
     return mul(q, b) + mul(a - mul(q, d), b) // d
 

@@ -50,6 +50,38 @@ def test_mul_div_is_the_floor_of_the_exact_quotient(a: int, b: int, d: int) -> N
     assert mul_div(a, b, d) == (a * b) // d
 
 
+@given(st.integers(-(2**62), 2**62 - 1), st.integers(0, 2**31 - 1), st.integers(1, 2**31 - 1))
+def test_mul_div_in_its_machine_integer_domain(a: int, b: int, d: int) -> None:
+    assert mul_div(a, b, d) == (a * b) // d
+
+
+def test_mul_div_at_the_edges_of_its_machine_integer_path() -> None:
+    # b and d just inside and outside 2**31, a at the edges of 62 bits, quotients around 2**31
+    big = 2**62 - 1
+    cases = [
+        (big, 2**31 - 1, 2**31 - 1),
+        (-big, 2**31 - 1, 2**31 - 1),
+        (big, 2**31 - 1, 1),
+        (-big - 1, 2**31 - 1, 3),
+        (big + 1, 5, 7),
+        (2**31 * 7 - 1, 2**31 - 1, 7),  # quotient just below 2**31
+        (2**31 * 7, 2**31 - 1, 7),  # ... and at it
+        (-(2**31) * 7, 2**31 - 1, 7),
+        (-(2**31) * 7 + 1, 2**31 - 1, 7),
+        (123_456_789_012_345, 2**31, RATE_SCALE),  # b just outside
+        (123_456_789_012_345, 5_000, 2**31),  # d just outside
+        (-123_456_789_012_345, 5_000, RATE_SCALE),  # negative money: floor, not truncation
+        (big, 2**31 - 1, 2**31 - 1),  # b <= d with a large quotient
+        (-big - 1, 1_000, 1_000),
+        (-big - 1, 999, 1_000),
+        (big, 1_000, 999),  # b > d and a quotient past 2**31: the general path
+        (-1, 1, RATE_SCALE),
+        (0, 2**31 - 1, 1),
+    ]
+    for a, b, d in cases:
+        assert mul_div(a, b, d) == (a * b) // d, (a, b, d)
+
+
 @given(ints, ints)
 def test_rate_rounding_and_comparison(amount: int, rate: int) -> None:
     assert mul_rate_floor(amount, rate) == (amount * rate) // RATE_SCALE
