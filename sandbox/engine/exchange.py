@@ -379,7 +379,6 @@ class Exchange:
         self._risk_version = 0
         self._accounts_seq = 0
         self._next_order_id = 1
-        self._open: dict[int, Order] = {}
         # (PlaceOrder and CancelOrder are dispatched by submit itself)
         self._handlers: dict[type, Callable[[Any], list[Event]]] = {
             CancelAll: self._cancel_all,
@@ -416,7 +415,6 @@ class Exchange:
                 level.orders.clear()
             for level in market.book.asks.levels.values():
                 level.orders.clear()
-        self._open.clear()
 
     # -- the one entry point ------------------------------------------------------------------
     def submit(self, command: Command | object) -> list[Event]:
@@ -501,7 +499,7 @@ class Exchange:
         if order_id is not None:
             # the int object as given, untyped: compiled code would otherwise make a new one
             key: Any = fields[_ORDER_ID]
-            order = self._open.get(key) if type(order_id) is int else None
+            order = account.open_orders.get(key) if type(order_id) is int else None
         elif isinstance(client_id, str):
             order = account.client_ids.get(client_id)
         else:
@@ -854,7 +852,6 @@ class Exchange:
         book = market.book
         (book.bids if order.side > 0 else book.asks).add(order)  # == book.side(order.side)
         account.open_orders[order.key] = order
-        self._open[order.key] = order
         pos.open_orders += 1
         if order.reduce_only:
             pos.reduce_only_orders += 1
@@ -877,7 +874,6 @@ class Exchange:
         book = market.book
         (book.bids if order.side > 0 else book.asks).remove(order)  # == book.side(order.side)
         del account.open_orders[order.key]
-        del self._open[order.key]
         pos = order.pos
         pos.open_orders -= 1
         if order.reduce_only:
@@ -1138,7 +1134,6 @@ class Exchange:
     def _finish_filled_maker(self, account: Account, pos: Position, maker: Order, now: int) -> None:
         maker.status = FILLED
         del account.open_orders[maker.key]
-        del self._open[maker.key]
         pos.open_orders -= 1
         if maker.reduce_only:
             pos.reduce_only_orders -= 1
@@ -2347,8 +2342,7 @@ class Exchange:
             return account.client_ids.get(client_id)
         if order_id is None:
             return None
-        order = self._open.get(order_id) or account.recent.get(order_id)
-        return order if order is not None and order.account == account.id else None
+        return account.open_orders.get(order_id) or account.recent.get(order_id)
 
 
 def _lead_market(contributions: list[tuple[int, str]]) -> str:

@@ -261,7 +261,6 @@ def snapshot(ex: Exchange) -> dict[str, Any]:
         "total_withdrawals": ex.total_withdrawals,
         "next_order_id": ex._next_order_id,
         "accounts_seq": ex._accounts_seq,
-        "open_order_ids": sorted(ex._open),
     }
 
 

@@ -551,7 +551,8 @@ class ExchangeMachine(RuleBasedStateMachine):
                     for o in orders:
                         assert o.remaining > 0 and o.price == level.price
                         live[o.id] = o
-        assert set(live) == set(self.ex._open)
+        open_ids = [o.id for acc in self.ex.accounts.values() for o in acc.open_orders.values()]
+        assert sorted(live) == sorted(open_ids)  # each live order is open in one account only
         for acc in self.ex.accounts.values():
             reserve_total = 0
             for symbol, pos in acc.positions.items():
