@@ -76,7 +76,6 @@ class Account:
         "oldest_done_ts",
         "open_orders",
         "positions",
-        "recent",
         "reserve",
     )
 
@@ -87,9 +86,14 @@ class Account:
         self.positions: dict[str, Position] = {}
         self.reserve = 0  # sum of Position.reserve
         self.open_orders: dict[int, Order] = {}
-        self.recent: dict[int, Order] = {}  # finished orders by id, oldest first
-        # The same orders in the same order, so the oldest is found without scanning the
-        # dict (an OrderedDict costs ~3x a dict per insertion, and more memory).
+        # Recently finished orders, oldest first (not indexed by id: see ``recent``).
         self.finished: deque[Order] = deque()
-        self.oldest_done_ts = 0  # done_ts of the first order in ``recent`` (when not empty)
+        self.oldest_done_ts = 0  # done_ts of the first order in ``finished`` (when not empty)
         self.client_ids: dict[str, Order] = {}  # open and recent orders by client id
+
+    @property
+    def recent(self) -> dict[int, Order]:
+        """The recently finished orders by id, oldest first: a new dict on each call (made for
+        order queries; the engine itself keeps no index by id, which every finishing order
+        would pay for)."""
+        return {order.id: order for order in self.finished}

@@ -407,7 +407,6 @@ class Exchange:
             return
         for account in accounts.values():
             account.open_orders.clear()
-            account.recent.clear()
             account.finished.clear()
             account.client_ids.clear()
         for market in markets.values():
@@ -892,32 +891,29 @@ class Exchange:
     def _finish(self, account: Account, order: Order, now: int) -> None:
         """Remember a finished order (and its client id) for a while, within bounds."""
         order.done_ts = now
-        recent = account.recent
-        if not recent:
+        finished = account.finished
+        if not finished:
             account.oldest_done_ts = now
-        recent[order.key] = order
-        account.finished.append(order)
+        finished.append(order)
         config = self.config
         if (
-            len(recent) > config.recent_orders
+            len(finished) > config.recent_orders
             or account.oldest_done_ts < now - config.recent_order_ttl_ms
         ):
             self._forget_oldest(account, now)
 
     def _forget_oldest(self, account: Account, now: int) -> None:
         """Drop the oldest finished orders while there are too many or they are too old."""
-        recent = account.recent
         finished = account.finished
         limit = self.config.recent_orders
         horizon = now - self.config.recent_order_ttl_ms
-        while recent:
-            if len(recent) <= limit and account.oldest_done_ts >= horizon:
+        while finished:
+            if len(finished) <= limit and account.oldest_done_ts >= horizon:
                 break
             oldest = finished.popleft()
-            del recent[oldest.key]
             if oldest.client_id is not None and account.client_ids.get(oldest.client_id) is oldest:
                 del account.client_ids[oldest.client_id]
-            if recent:
+            if finished:
                 account.oldest_done_ts = finished[0].done_ts
 
     def _check_client_id(self, account: Account, client_id: object) -> str:
@@ -2342,7 +2338,14 @@ class Exchange:
             return account.client_ids.get(client_id)
         if order_id is None:
             return None
-        return account.open_orders.get(order_id) or account.recent.get(order_id)
+        order = account.open_orders.get(order_id)
+        if order is None:
+            # Finished orders are kept in a queue, not indexed by id: a lookup here is rare
+            # (order queries), while a dict would cost every order that finishes.
+            for done in account.finished:
+                if done.id == order_id:
+                    return done
+        return order
 
 
 def _lead_market(contributions: list[tuple[int, str]]) -> str:

@@ -428,6 +428,21 @@ def test_cancel_by_order_id_releases_margin(ex: Exchange) -> None:
     assert order is not None and order.status == "CANCELED"
 
 
+def test_get_order_finds_open_and_finished_orders_of_that_account_only(ex: Exchange) -> None:
+    kept = rest(ex, "alice", BUY, ONE_BTC, 590_000)
+    done = [rest(ex, "alice", BUY, ONE_BTC, 589_000 - i) for i in range(3)]
+    for oid in done:
+        ok(ex.submit(CancelOrder("alice", BTC, order_id=oid)))
+    found = [ex.get_order("alice", order_id=oid) for oid in (kept, *done)]
+    assert [(o.id, o.status) for o in found if o is not None] == [
+        (kept, "NEW"),
+        *[(oid, "CANCELED") for oid in done],
+    ]
+    assert [ex.get_order("bob", order_id=oid) for oid in (kept, *done)] == [None] * 4
+    assert ex.get_order("alice", order_id=10**9) is None
+    assert list(ex.accounts["alice"].recent) == done  # by id, oldest first
+
+
 def test_cancel_by_client_id(ex: Exchange) -> None:
     rest(ex, "alice", BUY, ONE_BTC, 590_000, client_id="mine-1")
     other = rest(ex, "alice", BUY, ONE_BTC, 589_000, client_id="mine-2")
