@@ -2,7 +2,8 @@
 
     .venv/bin/python bench/bench_engine.py [--ops N] [--seed S] [--markets 1|2|3]
                                            [--repeat R] [--quick] [--profile]
-                                           [--instructions N]
+                                           [--instructions N] [--cache-misses N]
+                                           [--recent-orders K]
 
 One seeded stream of commands is generated up front as plain tuples (~60% resting GTC limit
 orders with client ids around a slowly random-walking mid, ~30% cancels of a random open order
@@ -35,6 +36,9 @@ for commands W+1..W+N of a stream of W+N (W = ``--cache-warm``, 150,000 by defau
 engine holds its full client-id history), and prints instructions and level-1 instruction,
 level-1 data and last-level misses per command. Instrumentation is off for the first W commands
 and switched on with ``callgrind_control`` for the N measured ones. Slow (minutes): opt-in.
+
+``--recent-orders K`` has the engine remember K finished orders per account instead of its
+default 1,000 (the client-id history): it shows what that working set costs in time.
 
 ``--profile`` runs the engine once in-process under cProfile and prints the top entries.
 """
@@ -72,6 +76,7 @@ from sandbox.engine import (
     Command,
     Deposit,
     Exchange,
+    ExchangeConfig,
     Instrument,
     ManualClock,
     OrderType,
@@ -227,11 +232,15 @@ def generate(ops: int, seed: int, markets: int = 1) -> list[Op]:
 
 # -- the two implementations -------------------------------------------------------------------
 def build_engine(
-    stream: Sequence[Op], symbols: Sequence[str]
+    stream: Sequence[Op], symbols: Sequence[str], recent_orders: int | None = None
 ) -> tuple[Exchange, list[Command], list[int]]:
-    """A funded exchange, the stream as engine commands, and each command's expected order id."""
+    """A funded exchange, the stream as engine commands, and each command's expected order id.
+    ``recent_orders``: finished orders remembered per account (the engine's default if None)."""
     insts = [i for i in default_instruments() if i.symbol in symbols]
-    ex = Exchange(insts, clock=ManualClock(START_MS))
+    config = (
+        ExchangeConfig() if recent_orders is None else ExchangeConfig(recent_orders=recent_orders)
+    )
+    ex = Exchange(insts, clock=ManualClock(START_MS), config=config)
     names = account_names()
     for name in names:
         ex.submit(Deposit(name, DEPOSIT))
@@ -311,14 +320,20 @@ def bare_state(books: Sequence[BareBook]) -> list[tuple[Any, ...]]:
 
 
 def measure(
-    impl: str, stream: Sequence[Op], symbols: Sequence[str], *, verify: bool, trace: bool = False
+    impl: str,
+    stream: Sequence[Op],
+    symbols: Sequence[str],
+    *,
+    verify: bool,
+    trace: bool = False,
+    recent_orders: int | None = None,
 ) -> dict[str, Any]:
     """Run the stream once. Timed when ``verify`` is False; otherwise untimed with checks (and,
     with ``trace``, the tracemalloc peak above the pre-run baseline)."""
     result: dict[str, Any] = {"impl": impl, "ops": len(stream)}
     if impl != "bare":
         impl = "engine"  # "engine-py" is the same code, imported from its Python sources
-        ex, cmds, ids = build_engine(stream, symbols)
+        ex, cmds, ids = build_engine(stream, symbols, recent_orders)
         submit = ex.submit
     else:
         books, calls = build_bare(stream, len(symbols))
@@ -367,12 +382,18 @@ def measure(
     return result
 
 
-def _job(args: tuple[str, list[Op], tuple[str, ...], bool]) -> dict[str, Any]:
-    impl, stream, symbols, verify = args
-    return measure(impl, stream, symbols, verify=verify, trace=verify)
+def _job(args: tuple[str, list[Op], tuple[str, ...], bool, int | None]) -> dict[str, Any]:
+    impl, stream, symbols, verify, recent_orders = args
+    return measure(impl, stream, symbols, verify=verify, trace=verify, recent_orders=recent_orders)
 
 
-def run_isolated(impl: str, stream: list[Op], symbols: tuple[str, ...], verify: bool) -> Any:
+def run_isolated(
+    impl: str,
+    stream: list[Op],
+    symbols: tuple[str, ...],
+    verify: bool,
+    recent_orders: int | None = None,
+) -> Any:
     """One measurement in a fresh interpreter (spawn); ``engine-py`` runs with
     ``PERPBOT_PURE_PYTHON=1`` so the engine is imported from its Python sources."""
     ctx = multiprocessing.get_context("spawn")
@@ -381,7 +402,7 @@ def run_isolated(impl: str, stream: list[Op], symbols: tuple[str, ...], verify: 
         os.environ[PURE_ENV] = "1"  # inherited by the spawned interpreter
     try:
         with ctx.Pool(1, maxtasksperchild=1) as pool:
-            return pool.apply(_job, ((impl, stream, symbols, verify),))
+            return pool.apply(_job, ((impl, stream, symbols, verify, recent_orders),))
     finally:
         if saved is None:
             os.environ.pop(PURE_ENV, None)
@@ -587,6 +608,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also simulate the caches over N commands after --cache-warm (valgrind; minutes)",
     )
     parser.add_argument("--cache-warm", type=int, default=150_000, metavar="W")
+    parser.add_argument(
+        "--recent-orders",
+        type=int,
+        default=None,
+        metavar="K",
+        help="the engine remembers K finished orders per account (default: the engine's, 1,000)",
+    )
     parser.add_argument("--count-run", help=argparse.SUPPRESS)  # internal: one callgrind run
     parser.add_argument("--cache-run", help=argparse.SUPPRESS)  # internal: one cache-sim run
     args = parser.parse_args(argv)
@@ -615,6 +643,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{N_MAKERS} maker + {N_TAKERS} taker accounts, Python {platform.python_version()}"
     )
     print(f"stream: {mix} (generated in {gen_s:.1f}s, not timed)")
+    if args.recent_orders is not None:
+        print(f"engine config: {args.recent_orders:,} finished orders remembered per account")
     if args.profile:
         profile_engine(stream, symbols)
         return 0
@@ -629,8 +659,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     runs: dict[str, list[float]] = {impl: [] for impl in impls}
     for _ in range(args.repeat):
         for impl in impls:
-            runs[impl].append(run_isolated(impl, stream, symbols, False)["ops_per_s"])
-    checks = {impl: run_isolated(impl, stream, symbols, True) for impl in impls}
+            runs[impl].append(
+                run_isolated(impl, stream, symbols, False, args.recent_orders)["ops_per_s"]
+            )
+    checks = {impl: run_isolated(impl, stream, symbols, True, args.recent_orders) for impl in impls}
     instructions = {
         impl: count_instructions(impl, min(args.instructions, len(stream)), args.seed, args.markets)
         for impl in (impls if args.instructions else ())
