@@ -897,6 +897,9 @@ class Exchange:
     def _finish(self, account: Account, order: Order, now: int) -> None:
         """Remember a finished order (and its client id) for a while, within bounds."""
         order.done_ts = now
+        # Its key was for the open-order dicts, which it has left: freed now, while it is in
+        # cache, not when the order is forgotten (and the history holds one int less each).
+        order.key = None
         finished = account.finished
         if not finished:
             account.oldest_done_ts = now
