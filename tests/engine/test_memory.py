@@ -4,10 +4,13 @@ freed all the same (its finalizer breaks the cycles that run through orders)."""
 from __future__ import annotations
 
 import gc
+import sys
 from collections import Counter
 
+import pytest
+
 from perpbot._native import is_compiled
-from sandbox.engine import AmendOrder, CancelOrder, Exchange
+from sandbox.engine import AmendOrder, CancelOrder, Exchange, default_instruments
 from sandbox.engine.accounts import Account, Position
 from sandbox.engine.book import Level, Order
 
@@ -65,3 +68,20 @@ def test_an_order_kept_after_its_exchange_is_dropped_frees_the_rest_with_it() ->
     assert order.account == "bob" and order.remaining == 30  # the order is still readable
     del order
     assert _tracked() == before
+
+
+def test_an_exchange_that_failed_to_initialize_is_dropped_quietly() -> None:
+    class BrokenClock:
+        def now_ms(self) -> int:
+            raise RuntimeError("no time")
+
+    unraisable: list[object] = []
+    previous = sys.unraisablehook
+    sys.unraisablehook = unraisable.append
+    try:
+        with pytest.raises(RuntimeError, match="no time"):
+            Exchange(default_instruments(), clock=BrokenClock())
+        gc.collect()
+    finally:
+        sys.unraisablehook = previous
+    assert unraisable == []  # its finalizer found nothing to clear, and said nothing
