@@ -416,10 +416,9 @@ class Exchange:
             account.finished.clear()
             account.client_ids.clear()
         for market in markets.values():
-            for level in market.book.bids.levels.values():
-                level.orders.clear()
-            for level in market.book.asks.levels.values():
-                level.orders.clear()
+            for side in (market.book.bids, market.book.asks):
+                for level in side.levels.values():
+                    level.orders.clear()
 
     # -- the one entry point ------------------------------------------------------------------
     def submit(self, command: Command | object) -> list[Event]:
@@ -509,12 +508,8 @@ class Exchange:
             order = account.client_ids.get(client_id)
         else:
             order = None
-        if (
-            order is None
-            or not order.live
-            or order.account != account.id
-            or order.market != market.symbol
-        ):
+        # (both dicts are the account's own; its client ids include finished orders)
+        if order is None or not order.live or order.market != market.symbol:
             ref = order_id if order_id is not None else client_id
             raise EngineError(RejectCode.UNKNOWN_ORDER, f"no open order {ref!r} in {market.symbol}")
         return order

@@ -48,16 +48,18 @@ def test_compiled_and_pure_engine_runs_agree() -> None:
     assert as_built["state"] == from_sources["state"]
 
 
+def _run_bench_engine(*args: str) -> subprocess.CompletedProcess[str]:
+    """``bench/bench_engine.py`` with ``args``, in a fresh interpreter."""
+    script = Path(__file__).resolve().parents[2] / "bench" / "bench_engine.py"
+    return subprocess.run(
+        [sys.executable, str(script), *args], capture_output=True, text=True, timeout=120
+    )
+
+
 @pytest.mark.parametrize("impl", ["bare", "engine"])
 def test_the_instruction_counting_run_works(impl: str) -> None:
     """The body ``--instructions`` runs under valgrind (here without it)."""
-    script = Path(__file__).resolve().parents[2] / "bench" / "bench_engine.py"
-    done = subprocess.run(
-        [sys.executable, str(script), "--count-run", f"{impl},500,1,1,500"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _run_bench_engine("--count-run", f"{impl},500,1,1,500")
     assert done.returncode == 0, done.stderr
 
 
@@ -67,12 +69,6 @@ def test_the_cache_simulation_run_works(impl: str, tmp_path: Path) -> None:
     signals already given): it announces each phase."""
     (tmp_path / "go").touch()
     (tmp_path / "stop").touch()
-    script = Path(__file__).resolve().parents[2] / "bench" / "bench_engine.py"
-    done = subprocess.run(
-        [sys.executable, str(script), "--cache-run", f"{impl},1,1,300,200,{tmp_path}"],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    done = _run_bench_engine("--cache-run", f"{impl},1,1,300,200,{tmp_path}")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "ready").exists() and (tmp_path / "done").exists()
