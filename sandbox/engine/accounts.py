@@ -64,18 +64,40 @@ class Position:
         self.held = False  # its account is in its market's ``holders`` (size != 0)
 
 
+class LiquidationState:
+    """An account being liquidated: when it started and when its next step may run."""
+
+    __slots__ = ("next_step_ts", "started_ts", "steps")
+
+    def __init__(self, now: int) -> None:
+        self.started_ts = now
+        self.next_step_ts = now
+        self.steps = 0
+
+
 class Account:
-    """Collateral, positions, open orders and recent client order ids of one account."""
+    """Collateral, positions, open orders and recent client order ids of one account.
+
+    The exchange's margin-check bookkeeping lives on the account too, as flags rather than
+    dicts keyed by account id (a dict operation costs more than the check it guards):
+    ``dirty`` - queued for the check at the end of the command; ``reindex`` - evaluated since
+    the last mark move, so its risk triggers are recomputed at the next one; ``called`` - in
+    margin-call state; ``liquidation`` - its liquidation, while one runs (also in the
+    exchange's ``_liquidating``, which keeps them in start order)."""
 
     __slots__ = (
+        "called",
         "client_ids",
         "collateral",
+        "dirty",
         "finished",
         "id",
         "insurance",
+        "liquidation",
         "oldest_done_ts",
         "open_orders",
         "positions",
+        "reindex",
         "reserve",
     )
 
@@ -90,6 +112,10 @@ class Account:
         self.finished: deque[Order] = deque()
         self.oldest_done_ts = 0  # done_ts of the first order in ``finished`` (when not empty)
         self.client_ids: dict[str, Order] = {}  # open and recent orders by client id
+        self.dirty = False
+        self.reindex = False
+        self.called = False
+        self.liquidation: LiquidationState | None = None
 
     @property
     def recent(self) -> dict[int, Order]:

@@ -30,7 +30,7 @@ from perpbot.risk.margin import (
     rate_below,
 )
 
-from .accounts import Account, Position
+from .accounts import Account, LiquidationState, Position
 from .book import CANCELED, EXPIRED, FILLED, PARTIALLY_FILLED, Book, BookSide, Level, Order
 from .clock import Clock, ManualClock
 from .codes import EngineError, RejectCode
@@ -196,17 +196,6 @@ class Market:
         self.max_price = mark * (RATE_SCALE + inst.price_band) // RATE_SCALE
         self.max_buy = mark * (RATE_SCALE + inst.market_band) // RATE_SCALE
         self.min_sell = ceil_div(mark * (RATE_SCALE - inst.market_band), RATE_SCALE)
-
-
-class LiquidationState:
-    """An account being liquidated: when it started and when its next step may run."""
-
-    __slots__ = ("next_step_ts", "started_ts", "steps")
-
-    def __init__(self, now: int) -> None:
-        self.started_ts = now
-        self.next_step_ts = now
-        self.steps = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -378,10 +367,10 @@ class Exchange:
             self.accounts[fund.id] = fund
             self.insurance_funds[fund.id] = market.symbol
             self.total_deposits += fund.collateral
-        self._dirty: dict[str, None] = {}  # accounts to re-evaluate, in a deterministic order
-        self._liquidating: dict[str, LiquidationState] = {}
-        self._called: dict[str, None] = {}  # accounts in margin-call state
-        self._reindex_pending: dict[str, None] = {}  # evaluated since the last mark move
+        # Accounts to check at the end of the command, first queued first (see _queue_check).
+        self._dirty: list[Account] = []
+        self._liquidating: dict[str, LiquidationState] = {}  # in the order they started
+        self._reindex_pending: list[Account] = []  # evaluated since the last mark move
         self._risk_version = 0
         self._accounts_seq = 0
         self._next_order_id = 1
@@ -673,7 +662,7 @@ class Exchange:
         if given_reduce_only is not True and given_reduce_only is not False:
             raise EngineError(RejectCode.INVALID_ORDER, "reduce_only must be a bool")
         reduce_only = given_reduce_only is True
-        if not reduce_only and account.id in self._liquidating:
+        if not reduce_only and account.liquidation is not None:
             raise EngineError(
                 RejectCode.ACCOUNT_IN_LIQUIDATION,
                 "the account is being liquidated: only reduce-only orders are accepted",
@@ -1089,8 +1078,12 @@ class Exchange:
         maker_account.collateral += maker_pnl - maker_fee
         taker_account.collateral += taker_pnl - taker_fee
         self.fees_collected += maker_fee + taker_fee
-        self._dirty[maker.account] = None
-        self._dirty[taker.account] = None
+        if not maker_account.dirty:  # _queue_check, inlined
+            maker_account.dirty = True
+            self._dirty.append(maker_account)
+        if not taker_account.dirty:
+            taker_account.dirty = True
+            self._dirty.append(taker_account)
         self._set_reserve(maker_account, maker_pos, factor)
         self._set_reserve(taker_account, taker_pos, factor)
 
@@ -1348,7 +1341,7 @@ class Exchange:
         if account is None:
             account = self.accounts[cmd.account] = Account(cmd.account)
         account.collateral += amount
-        self._dirty[account.id] = None
+        self._queue_check(account)
         self.total_deposits += amount
         self._accounts_seq += 1
         return [
@@ -1375,7 +1368,7 @@ class Exchange:
                 available=allowed,
             )
         account.collateral -= amount
-        self._dirty[account.id] = None
+        self._queue_check(account)
         self.total_withdrawals += amount
         self._accounts_seq += 1
         return [
@@ -1472,7 +1465,7 @@ class Exchange:
             self._advance_market(market, now, events)
         for account_id, state in self._liquidating.items():
             if state.next_step_ts <= now:
-                self._dirty[account_id] = None
+                self._queue_check(self.accounts[account_id])
         if self._dirty:
             self._evaluate_dirty(events)
         for market in self.markets.values():
@@ -1567,8 +1560,9 @@ class Exchange:
         if self._reindex_pending:
             self._flush_reindex()
         market.set_mark(mark)
+        accounts = self.accounts
         for account_id in market.risk.due(mark):
-            self._dirty[account_id] = None
+            self._queue_check(accounts[account_id])
 
     def _settle_funding(self, market: Market, funding_ts: int, events: list[Event]) -> None:
         rate = market.funding.settle(funding_ts)
@@ -1582,7 +1576,7 @@ class Exchange:
         for account_id, amount in payments.items():
             account = self.accounts[account_id]
             account.collateral -= amount
-            self._dirty[account_id] = None
+            self._queue_check(account)
             market.seq += 1
             events.append(
                 FundingPaid(
@@ -1641,27 +1635,24 @@ class Exchange:
                     lead_mm = mm
         return equity, total_mm, lead
 
+    def _queue_check(self, account: Account) -> None:
+        """Queue ``account`` for the margin check at the end of the command; one already
+        waiting keeps its place."""
+        if not account.dirty:
+            account.dirty = True
+            self._dirty.append(account)
+
     def _evaluate_dirty(self, events: list[Event]) -> None:
-        """Re-check every account whose margin inputs changed, until none is left."""
+        """Check every queued account, first queued first, until none is left: an account
+        queued again during the pass (once it has been checked) goes after the ones still
+        waiting."""
         now = self._now()
-        dirty = self._dirty
-        accounts = self.accounts
-        while dirty:
-            # First in, first evaluated; an account dirtied again during the pass is queued
-            # after the ones still waiting (a waiting one keeps its place), as popping them
-            # one by one would do - without a dict iterator per account.
-            waiting = list(dirty)
-            dirty.clear()
-            for i, account_id in enumerate(waiting):
-                self._evaluate(accounts[account_id], events, now)
-                if dirty:
-                    dirtied = list(dirty)
-                    dirty.clear()
-                    for later in waiting[i + 1 :]:
-                        dirty[later] = None
-                    for later in dirtied:
-                        dirty[later] = None
-                    break
+        while self._dirty:
+            waiting = self._dirty
+            self._dirty = []
+            for account in waiting:
+                account.dirty = False
+                self._evaluate(account, events, now)
 
     def _evaluate(self, account: Account, events: list[Event], now: int) -> None:
         """The exact check: liquidate, continue a liquidation, margin-call, or re-index."""
@@ -1669,7 +1660,7 @@ class Exchange:
             self._check_insurance_fund(account, events, now)
             return
         equity, mm, lead = self._margin_summary(account)
-        state = self._liquidating.get(account.id)
+        state = account.liquidation
         if lead is not None and equity <= mm:
             cfg = lead.liquidation
             deep = rate_below(equity, cfg.backstop_ratio, mm)  # equity < backstop_ratio * MM
@@ -1687,8 +1678,8 @@ class Exchange:
         if lead is not None:
             call_ratio = lead.liquidation.margin_call_ratio
             called = not rate_below(mm, call_ratio, equity)  # MM >= call_ratio * equity
-            if called and account.id not in self._called and account.id not in self._liquidating:
-                self._called[account.id] = None
+            if called and not account.called and account.liquidation is None:
+                account.called = True
                 self._accounts_seq += 1
                 events.append(
                     MarginCall(
@@ -1700,24 +1691,26 @@ class Exchange:
                         maintenance_margin=mm,
                     )
                 )
-            elif not called and account.id in self._called:  # (no dict.pop: a method call)
-                del self._called[account.id]
+            elif not called:
+                account.called = False
             # New triggers only matter once a mark moves: computed then, once (§15).
-            self._reindex_pending[account.id] = None
-        elif account.id in self._called:
-            del self._called[account.id]
+            if not account.reindex:
+                account.reindex = True
+                self._reindex_pending.append(account)
+        else:
+            account.called = False
 
     def _flush_reindex(self) -> None:
         """Give every account evaluated since the last mark move its triggers (§15), from its
         state now - which no mark move has changed since that evaluation."""
         pending = self._reindex_pending
-        for account_id in pending:
-            account = self.accounts[account_id]
+        for account in pending:
+            account.reindex = False
             equity, mm, contributions = self._margin_state(account)
             if not contributions:
                 continue
             threshold = RATE_SCALE  # once called (or liquidating): watch for liquidation
-            if account_id not in self._called and account_id not in self._liquidating:
+            if not account.called and account.liquidation is None:
                 threshold = self._lead_config(contributions).margin_call_ratio
             self._reindex(account, equity, mm, contributions, threshold)
         pending.clear()
@@ -1767,10 +1760,10 @@ class Exchange:
 
     def _liquidate(self, account: Account, events: list[Event], now: int) -> None:
         """Start or continue a liquidation: steps until healthy, or until the next cooldown."""
-        state = self._liquidating.get(account.id)
+        state = account.liquidation
         if state is None:
-            state = self._liquidating[account.id] = LiquidationState(now)
-            self._called.pop(account.id, None)
+            state = account.liquidation = self._liquidating[account.id] = LiquidationState(now)
+            account.called = False
             equity, mm, _ = self._margin_state(account)
             orders = list(account.open_orders.values())
             for order in orders:
@@ -2029,7 +2022,7 @@ class Exchange:
             self._set_reserve(account, pos, market.factor)
             if pos.reduce_only_orders:
                 self._sync_reduce_only(market, account, pos, events, now)
-            self._dirty[account.id] = None
+            self._queue_check(account)
         market.seq += 1
         events.append(
             PositionTransferred(
@@ -2106,7 +2099,9 @@ class Exchange:
                 price = bankruptcy_price(pos.size, market.mark, equity, market.factor)
                 self._adl(market, fund, abs(pos.size), price, events, now)
             equity, _, contributions = self._margin_state(fund)
-        self._dirty.pop(fund.id, None)
+        if fund.dirty:  # (its own ADL queued it again: this was its check)
+            fund.dirty = False
+            self._dirty.remove(fund)
         self._reindex(fund, equity, 0, contributions, RATE_SCALE)
 
     def _market_event_fund_used(
@@ -2129,6 +2124,7 @@ class Exchange:
         """End the liquidation; an account left with no position and negative collateral is
         made whole by the insurance fund of the market it last held."""
         self._liquidating.pop(account.id, None)
+        account.liquidation = None
         equity, mm, contributions = self._margin_state(account)
         if not contributions and account.collateral < 0:
             self._cover_deficit(account, events, now)
@@ -2154,7 +2150,7 @@ class Exchange:
         deficit = -account.collateral
         fund.collateral -= deficit
         account.collateral = 0
-        self._dirty[fund.id] = None
+        self._queue_check(fund)
         self._accounts_seq += 1
         events.append(
             InsuranceFundUsed(
@@ -2271,7 +2267,7 @@ class Exchange:
             available=equity - position_margin - account.reserve,
             maintenance_margin=mm_total,
             margin_ratio=margin_ratio(mm_total, equity),
-            in_liquidation=account.id in self._liquidating,
+            in_liquidation=account.liquidation is not None,
             positions=tuple(views),
         )
 

@@ -203,7 +203,7 @@ def snapshot(ex: Exchange) -> Any:
         ex._next_order_id,
         ex._accounts_seq,
         sorted(ex._liquidating),
-        sorted(ex._called),
+        sorted(a.id for a in ex.accounts.values() if a.called),
     )
 
 
@@ -607,6 +607,21 @@ class ExchangeMachine(RuleBasedStateMachine):
                 assert acc.oldest_done_ts == acc.finished[0].done_ts
                 times = [o.done_ts for o in acc.finished]
                 assert times == sorted(times)  # oldest first
+
+    @invariant()
+    def margin_check_bookkeeping_is_consistent(self) -> None:
+        """Between commands no account waits for a check; the accounts awaiting new risk
+        triggers are listed once each, exactly those flagged; an account's liquidation is the
+        one the exchange lists, and a liquidating account is not in margin-call state."""
+        ex = self.ex
+        assert ex._dirty == []
+        assert not any(acc.dirty for acc in ex.accounts.values())
+        pending = [acc.id for acc in ex._reindex_pending]
+        assert len(set(pending)) == len(pending)
+        assert set(pending) == {acc.id for acc in ex.accounts.values() if acc.reindex}
+        for account_id, acc in ex.accounts.items():
+            assert acc.liquidation is ex._liquidating.get(account_id)
+            assert not (acc.called and acc.liquidation is not None)
 
     @invariant()
     def liquidatable_accounts_are_being_liquidated(self) -> None:
