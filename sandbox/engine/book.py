@@ -1,9 +1,10 @@
 """Order book with price-time priority.
 
 Each side keeps a dict of price levels and a heap of level keys (price for asks, -price for
-bids) to find the best level in O(log n). A level is a FIFO of orders; cancellation is lazy (the
-order is marked dead and skipped when it reaches the front) so cancel is O(1). A level with no
-live orders is removed at once, so ``levels`` only ever holds levels with resting quantity.
+bids) to find the best level in O(log n), and remembers the best level until it goes. A level
+is a FIFO of orders; cancellation is lazy (the order is marked dead and skipped when it reaches
+the front) so cancel is O(1). A level with no live orders is removed at once, so ``levels``
+only ever holds levels with resting quantity.
 """
 
 from __future__ import annotations
@@ -180,13 +181,17 @@ class Level:
 class BookSide:
     """One side of a book. ``sign`` is +1 for asks (lowest first), -1 for bids (highest first)."""
 
-    __slots__ = ("_heap", "_in_heap", "levels", "sign")
+    __slots__ = ("_best", "_best_known", "_heap", "_in_heap", "levels", "sign")
 
     def __init__(self, sign: int) -> None:
         self.sign = sign
         self.levels: dict[int, Level] = {}  # key = sign * price
         self._heap: list[int] = []
         self._in_heap: set[int] = set()
+        # The best level (None: the side is empty) while ``_best_known``; a new level that
+        # is better replaces it, and it is looked up again once it leaves the book.
+        self._best: Level | None = None
+        self._best_known = True
 
     def _key(self, price: int) -> int:
         """``sign * price``, without a multiplication (compiled code multiplies a negative
@@ -195,14 +200,19 @@ class BookSide:
 
     def best(self) -> Level | None:
         """The best level, or None if the side is empty."""
+        if self._best_known:
+            return self._best
         heap: list[Any] = self._heap  # (items read as the int objects they are: no re-boxing)
         levels = self.levels
+        best = None
         while heap:
-            level = levels.get(heap[0])
-            if level is not None:
-                return level
+            best = levels.get(heap[0])
+            if best is not None:
+                break
             self._in_heap.discard(heappop(heap))
-        return None
+        self._best = best
+        self._best_known = True
+        return best
 
     def add(self, order: Order) -> None:
         """Append ``order`` at the back of its price level."""
@@ -210,7 +220,12 @@ class BookSide:
         levels = self.levels
         level = levels.get(key)
         if level is None:
-            level = levels[key] = Level(order.price, key)
+            price = order.price
+            level = levels[key] = Level(price, key)
+            if self._best_known:
+                best = self._best
+                if best is None or (price < best.price if self.sign > 0 else price > best.price):
+                    self._best = level
             in_heap = self._in_heap
             if key not in in_heap:
                 in_heap.add(key)
@@ -232,7 +247,7 @@ class BookSide:
         level.qty -= order.remaining
         level.live -= 1
         if level.live == 0:
-            del self.levels[level.key]
+            self._drop(level)
 
     def reduce(self, order: Order, by: int) -> None:
         """Lower a live order's remaining quantity in place (keeps its priority)."""
@@ -248,7 +263,13 @@ class BookSide:
         order.level = None
         level.live -= 1
         if level.live == 0:
-            del self.levels[level.key]
+            self._drop(level)
+
+    def _drop(self, level: Level) -> None:
+        """Remove an emptied level (its heap key goes lazily, when it reaches the top)."""
+        del self.levels[level.key]
+        if level is self._best:
+            self._best_known = False
 
     def _compact(self) -> None:
         self._heap = list(self.levels)

@@ -104,8 +104,6 @@ _GTC: Final = TimeInForce.GTC
 _IOC: Final = TimeInForce.IOC
 _FOK: Final = TimeInForce.FOK
 _POST_ONLY: Final = TimeInForce.POST_ONLY
-_RESTING_TIFS: Final = (_GTC, _POST_ONLY)
-_MARKET_TIFS: Final = (_IOC, _FOK)
 _CANCEL_TAKER: Final = SelfTradePrevention.CANCEL_TAKER
 _CANCEL_MAKER: Final = SelfTradePrevention.CANCEL_MAKER
 
@@ -637,7 +635,7 @@ class Exchange:
             if fields[_PRICE] is not None:
                 raise EngineError(RejectCode.INVALID_ORDER, "a market order takes no price")
             tif = _IOC if tif is None else tif
-            if tif not in _MARKET_TIFS:
+            if tif is not _IOC and tif is not _FOK:
                 raise EngineError(RejectCode.INVALID_ORDER, f"a market order cannot be {tif}")
             max_qty = inst.market_max_qty
             # Protection limit: never sweep beyond mark * (1 +- market_band), rounded inward.
@@ -667,7 +665,7 @@ class Exchange:
                 RejectCode.ACCOUNT_IN_LIQUIDATION,
                 "the account is being liquidated: only reduce-only orders are accepted",
             )
-        rests = tif in _RESTING_TIFS
+        rests = tif is _GTC or tif is _POST_ONLY  # (members: compared by identity)
         if rests and pos.open_orders >= self.config.max_open_orders:
             raise EngineError(
                 RejectCode.TOO_MANY_OPEN_ORDERS,
@@ -822,7 +820,7 @@ class Exchange:
         if order.remaining == 0:
             order.status = FILLED
             self._finish(account, order, now)
-        elif stopped or order.tif not in _RESTING_TIFS:
+        elif stopped or (order.tif is not _GTC and order.tif is not _POST_ONLY):
             self._emit_cancel(market, order, "self_trade" if stopped else "expired", events, now)
             order.status = EXPIRED
             self._finish(account, order, now)
