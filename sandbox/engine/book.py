@@ -9,13 +9,18 @@ only ever holds levels with resting quantity.
 
 from __future__ import annotations
 
-from heapq import heapify, heappop, heappush
+import heapq
 from typing import TYPE_CHECKING, Any, Final
 
 from mypy_extensions import mypyc_attr
 
 if TYPE_CHECKING:  # (accounts.py imports this module)
     from .accounts import Account, Position
+
+# The heap functions as constants: compiled code reads a Final from a C static, a plain global
+# from the module's dict on each call.
+_HEAPPUSH: Final = heapq.heappush
+_HEAPPOP: Final = heapq.heappop
 
 # order.status values
 NEW: Final = "NEW"
@@ -209,7 +214,7 @@ class BookSide:
             best = levels.get(heap[0])
             if best is not None:
                 break
-            self._in_heap.discard(heappop(heap))
+            self._in_heap.discard(_HEAPPOP(heap))
         self._best = best
         self._best_known = True
         return best
@@ -229,7 +234,7 @@ class BookSide:
             in_heap = self._in_heap
             if key not in in_heap:
                 in_heap.add(key)
-                heappush(self._heap, key)
+                _HEAPPUSH(self._heap, key)
                 if len(self._heap) > 2 * len(levels) + 64:
                     self._compact()
         level.orders.append(order)
@@ -273,7 +278,7 @@ class BookSide:
 
     def _compact(self) -> None:
         self._heap = list(self.levels)
-        heapify(self._heap)
+        heapq.heapify(self._heap)
         self._in_heap = set(self._heap)
 
     def sorted_levels(self) -> list[Level]:

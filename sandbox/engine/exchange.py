@@ -496,7 +496,7 @@ class Exchange:
         else:
             order = None
         # (both dicts are the account's own; its client ids include finished orders)
-        if order is None or not order.live or order.market != market.symbol:
+        if order is None or not order.live or order.pos.market is not market:
             ref = order_id if order_id is not None else client_id
             raise EngineError(RejectCode.UNKNOWN_ORDER, f"no open order {ref!r} in {market.symbol}")
         return order
@@ -1071,8 +1071,10 @@ class Exchange:
         )
         maker_pnl = _apply_fill(maker_pos, maker.side, price, qty, factor)
         taker_pnl = _apply_fill(taker_pos, taker.side, price, qty, factor)
-        self._track_holder(market, maker.account, maker_pos)
-        self._track_holder(market, taker.account, taker_pos)
+        if (maker_pos.size != 0) != maker_pos.held:  # it opened or closed
+            self._track_holder(market, maker.account, maker_pos)
+        if (taker_pos.size != 0) != taker_pos.held:
+            self._track_holder(market, taker.account, taker_pos)
         maker_account.collateral += maker_pnl - maker_fee
         taker_account.collateral += taker_pnl - taker_fee
         self.fees_collected += maker_fee + taker_fee
@@ -1624,12 +1626,15 @@ class Exchange:
         lead: Market | None = None
         lead_mm = 0
         for pos in account.positions.values():
-            if pos.size:
-                pnl, mm = _pnl_and_mm(pos)
-                equity += pnl
+            size = pos.size
+            if size:
+                market = pos.market  # _pnl_and_mm, inlined (no tuple on this path)
+                value = mul(mul(size, market.mark), market.factor)
+                equity += value - pos.cost
+                mm = maintenance_margin(market.brackets, value if value >= 0 else -value)
                 total_mm += mm
                 if lead is None or mm > lead_mm:
-                    lead = pos.market
+                    lead = market
                     lead_mm = mm
         return equity, total_mm, lead
 
