@@ -256,6 +256,10 @@ class BookSnapshot:
     asks: list[tuple[int, int]]
 
 
+def _unknown_market(symbol: object) -> EngineError:
+    return EngineError(RejectCode.UNKNOWN_MARKET, f"unknown market {symbol!r}")
+
+
 def _unknown_account(account_id: object) -> EngineError:
     return EngineError(RejectCode.UNKNOWN_ACCOUNT, f"unknown account {account_id!r}")
 
@@ -284,10 +288,6 @@ def _keep_position(account: Account, pos: Position) -> None:
     if not pos.stored:
         account.positions[pos.market.symbol] = pos
         pos.stored = True
-
-
-def _abs(value: int) -> int:
-    return value if value >= 0 else -value
 
 
 def _is_int(value: object) -> bool:
@@ -460,7 +460,7 @@ class Exchange:
     def _market(self, symbol: object) -> Market:
         market = self.markets.get(symbol) if isinstance(symbol, str) else None
         if market is None:
-            raise EngineError(RejectCode.UNKNOWN_MARKET, f"unknown market {symbol!r}")
+            raise _unknown_market(symbol)
         return market
 
     def _account(self, account_id: object) -> Account:
@@ -530,7 +530,9 @@ class Exchange:
         bracket or the extra margin exceeds the available balance."""
         size = pos.size
         # (not max() and abs(): compiled, those box their arguments)
-        after_buys, after_sells = _abs(size + buy[0]), _abs(size - sell[0])
+        after_buys, after_sells = size + buy[0], size - sell[0]
+        after_buys = after_buys if after_buys >= 0 else -after_buys
+        after_sells = after_sells if after_sells >= 0 else -after_sells
         worst = after_buys if after_buys > after_sells else after_sells
         exposure = mul(worst * market.mark, market.factor)
         if exposure > max_exposure:
@@ -576,7 +578,10 @@ class Exchange:
         """``owner``: the command's account, None if there is no such account."""
         # Unvalidated fields are read by position, untyped (see _ACCOUNT and the rest).
         fields: tuple[object, ...] = command
-        market = self._market(fields[_MARKET])
+        symbol = fields[_MARKET]  # (_market, inlined: a method call costs a few percent here)
+        market = self.markets.get(symbol) if isinstance(symbol, str) else None
+        if market is None:
+            raise _unknown_market(symbol)
         if owner is None:
             raise _unknown_account(fields[_ACCOUNT])
         account = owner
@@ -655,7 +660,9 @@ class Exchange:
         client_id = (
             None if given_client_id is None else self._check_client_id(account, given_client_id)
         )
-        pos = self._position(account, market)
+        pos = account.positions.get(market.symbol)
+        if pos is None:
+            pos = self._position(account, market)  # a detached blank one
         given_reduce_only = fields[_REDUCE_ONLY]
         if given_reduce_only is not True and given_reduce_only is not False:
             raise EngineError(RejectCode.INVALID_ORDER, "reduce_only must be a bool")
@@ -807,12 +814,13 @@ class Exchange:
         book_side: BookSide,
         events: list[Event],
         now: int,
-        resting_reserve: int | None = None,
+        resting_reserve: int = -1,
     ) -> None:
         """Match ``order`` as a taker, then rest or expire what is left.
 
-        ``resting_reserve``: the order margin already computed for the order resting whole; used
-        if matching changed nothing (the only event so far is the acceptance)."""
+        ``resting_reserve``: the order margin already computed for the order resting whole (-1:
+        none); used if matching changed nothing (the only event so far is the acceptance).
+        (An int with a sentinel, not ``int | None``: compiled, an optional int is boxed.)"""
         accepted_only = len(events)
         stopped = self._match(market, order, book_side, events, now)
         if pos.reduce_only_orders:
@@ -826,7 +834,7 @@ class Exchange:
             self._finish(account, order, now)
         else:
             unchanged = len(events) == accepted_only and not order.reduce_only
-            self._rest(market, account, pos, order, resting_reserve if unchanged else None)
+            self._rest(market, account, pos, order, resting_reserve if unchanged else -1)
 
     def _rest(
         self,
@@ -834,7 +842,7 @@ class Exchange:
         account: Account,
         pos: Position,
         order: Order,
-        reserve: int | None = None,
+        reserve: int = -1,
     ) -> None:
         book = market.book
         (book.bids if order.side > 0 else book.asks).add(order)  # == book.side(order.side)
@@ -850,7 +858,7 @@ class Exchange:
         else:
             pos.sell_qty += remaining
             pos.sell_value += order.price * remaining
-        if reserve is None:
+        if reserve < 0:  # not known: computed
             self._set_reserve(account, pos, market.factor)
         else:
             account.reserve += reserve - pos.reserve
