@@ -11,7 +11,6 @@ to the unit across the two sides of every trade.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import TYPE_CHECKING
 
 from .book import Order
@@ -90,7 +89,8 @@ class Account:
         "client_ids",
         "collateral",
         "dirty",
-        "finished",
+        "done",
+        "done_head",
         "id",
         "insurance",
         "liquidation",
@@ -108,14 +108,22 @@ class Account:
         self.positions: dict[str, Position] = {}
         self.reserve = 0  # sum of Position.reserve
         self.open_orders: dict[int, Order] = {}
-        # Recently finished orders, oldest first (not indexed by id: see ``recent``).
-        self.finished: deque[Order] = deque()
+        # Recently finished orders, oldest first, are ``done[done_head:]`` (see ``finished``).
+        self.done: list[Order] = []
+        self.done_head = 0
         self.oldest_done_ts = 0  # done_ts of the first order in ``finished`` (when not empty)
         self.client_ids: dict[str, Order] = {}  # open and recent orders by client id
         self.dirty = False
         self.reindex = False
         self.called = False
         self.liquidation: LiquidationState | None = None
+
+    @property
+    def finished(self) -> list[Order]:
+        """The recently finished orders, oldest first (a new list). The engine keeps them in a
+        list with a moving head, ``done[done_head:]``: compiled, appending to a list and
+        reading it by index are primitives, where a deque's methods are generic calls."""
+        return self.done[self.done_head :]
 
     @property
     def recent(self) -> dict[int, Order]:

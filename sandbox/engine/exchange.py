@@ -8,7 +8,6 @@ same commands with the same clock readings give byte-identical events.
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from heapq import heapify, heappop
@@ -330,11 +329,12 @@ _PLACE_ORDER: Final = PlaceOrder  # (a Final name is read without a module-dict 
 _CANCEL_ORDER: Final = CancelOrder
 _ORDER_TYPE_CLASS: Final = OrderType
 _TIF_CLASS: Final = TimeInForce
-# Methods that compiled code has no primitive for, called as the functions they are: a method
+# A method that compiled code has no primitive for, called as the function it is: a method
 # call looks the name up on every call (~3x the cost of the call itself).
-_QUEUE_APPEND: Final = deque.append
-_QUEUE_POPLEFT: Final = deque.popleft
 _IS_ASCII: Final = str.isascii
+# A finished-order list drops its forgotten prefix once it is this long (a memmove of the rest;
+# until then those orders stay referenced).
+_DONE_COMPACT: Final = 32
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -400,7 +400,7 @@ class Exchange:
             return
         for account in accounts.values():
             account.open_orders.clear()
-            account.finished.clear()
+            account.done.clear()
             account.client_ids.clear()
         for market in markets.values():
             for side in (market.book.bids, market.book.asks):
@@ -890,30 +890,38 @@ class Exchange:
         # Its key was for the open-order dicts, which it has left: freed now, while it is in
         # cache, not when the order is forgotten (and the history holds one int less each).
         order.key = None
-        finished = account.finished
-        if not finished:
+        done = account.done
+        if len(done) == account.done_head:  # nothing remembered yet
             account.oldest_done_ts = now
-        _QUEUE_APPEND(finished, order)
+        done.append(order)
         config = self.config
         if (
-            len(finished) > config.recent_orders
+            len(done) - account.done_head > config.recent_orders
             or account.oldest_done_ts < now - config.recent_order_ttl_ms
         ):
             self._forget_oldest(account, now)
 
     def _forget_oldest(self, account: Account, now: int) -> None:
         """Drop the oldest finished orders while there are too many or they are too old."""
-        finished = account.finished
+        done = account.done
+        head = account.done_head
         limit = self.config.recent_orders
         horizon = now - self.config.recent_order_ttl_ms
-        while finished:
-            if len(finished) <= limit and account.oldest_done_ts >= horizon:
+        client_ids = account.client_ids
+        while head < len(done):
+            if len(done) - head <= limit and account.oldest_done_ts >= horizon:
                 break
-            oldest: Order = _QUEUE_POPLEFT(finished)
-            if oldest.client_id is not None and account.client_ids.get(oldest.client_id) is oldest:
-                del account.client_ids[oldest.client_id]
-            if finished:
-                account.oldest_done_ts = finished[0].done_ts
+            oldest = done[head]
+            head += 1
+            client_id = oldest.client_id
+            if client_id is not None and client_ids.get(client_id) is oldest:
+                del client_ids[client_id]
+            if head < len(done):
+                account.oldest_done_ts = done[head].done_ts
+        if head >= _DONE_COMPACT or head == len(done):  # let the forgotten ones go
+            del done[:head]
+            head = 0
+        account.done_head = head
 
     def _check_client_id(self, account: Account, client_id: object) -> str:
         """``client_id``, if it is well-formed and not in use by an open or recent order."""
@@ -1204,7 +1212,10 @@ class Exchange:
     def _cancel(self, command: CancelOrder, owner: Account | None) -> list[Event]:
         """``owner``: the command's account, None if there is no such account."""
         fields: tuple[object, ...] = command  # unvalidated: read by position, untyped
-        market = self._market(fields[_MARKET])
+        symbol = fields[_MARKET]  # (_market, inlined)
+        market = self.markets.get(symbol) if isinstance(symbol, str) else None
+        if market is None:
+            raise _unknown_market(symbol)
         if owner is None:
             raise _unknown_account(fields[_ACCOUNT])
         account = owner

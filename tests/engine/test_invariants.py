@@ -607,6 +607,14 @@ class ExchangeMachine(RuleBasedStateMachine):
                 assert acc.oldest_done_ts == acc.finished[0].done_ts
                 times = [o.done_ts for o in acc.finished]
                 assert times == sorted(times)  # oldest first
+            # the forgotten prefix of the list behind ``finished`` is short and out of the
+            # client-id index
+            assert 0 <= acc.done_head < 32 and acc.done_head <= len(acc.done)
+            for forgotten in acc.done[: acc.done_head]:
+                assert (
+                    forgotten.client_id is None
+                    or acc.client_ids.get(forgotten.client_id) is not forgotten
+                )
 
     @invariant()
     def margin_check_bookkeeping_is_consistent(self) -> None:
