@@ -198,11 +198,6 @@ class BookSide:
         self._best: Level | None = None
         self._best_known = True
 
-    def _key(self, price: int) -> int:
-        """``sign * price``, without a multiplication (compiled code multiplies a negative
-        int on its slow path)."""
-        return price if self.sign > 0 else -price
-
     def best(self) -> Level | None:
         """The best level, or None if the side is empty."""
         if self._best_known:
@@ -221,11 +216,11 @@ class BookSide:
 
     def add(self, order: Order) -> None:
         """Append ``order`` at the back of its price level."""
-        key: Any = self._key(order.price)  # one int object for all the uses below
+        price = order.price
+        key: Any = price if self.sign > 0 else -price  # one int object for all the uses below
         levels = self.levels
         level = levels.get(key)
         if level is None:
-            price = order.price
             level = levels[key] = Level(price, key)
             if self._best_known:
                 best = self._best

@@ -634,7 +634,8 @@ class Exchange:
                 raise EngineError(RejectCode.INVALID_PRICE, f"price {price!r} must be ticks > 0")
             tif = _GTC if tif is None else tif
             max_qty = inst.max_qty
-            self._check_band(market, price)
+            if price > market.max_price or price < market.min_price:  # (a call only to raise)
+                self._check_band(market, price)
             limit = notional_price = price
         else:
             if fields[_PRICE] is not None:
@@ -822,7 +823,14 @@ class Exchange:
         none); used if matching changed nothing (the only event so far is the acceptance).
         (An int with a sentinel, not ``int | None``: compiled, an optional int is boxed.)"""
         accepted_only = len(events)
-        stopped = self._match(market, order, book_side, events, now)
+        # (_match only if the best opposite level is within the limit: a resting limit order
+        # usually is not marketable, and the call would cost more than the check)
+        best = book_side.best()
+        stopped = False
+        if best is not None and (
+            best.price <= order.price if book_side.sign > 0 else best.price >= order.price
+        ):
+            stopped = self._match(market, order, book_side, events, now)
         if pos.reduce_only_orders:
             self._sync_reduce_only(market, account, pos, events, now)
         if order.remaining == 0:
