@@ -3,7 +3,7 @@
     .venv/bin/python bench/bench_engine.py [--ops N] [--seed S] [--markets 1|2|3]
                                            [--repeat R] [--quick] [--profile]
                                            [--instructions N] [--cache-misses N]
-                                           [--recent-orders K]
+                                           [--cache-i1 BYTES] [--recent-orders K]
 
 One seeded stream of commands is generated up front as plain tuples (~60% resting GTC limit
 orders with client ids around a slowly random-walking mid, ~30% cancels of a random open order
@@ -36,6 +36,9 @@ for commands W+1..W+N of a stream of W+N (W = ``--cache-warm``, 150,000 by defau
 engine holds its full client-id history), and prints instructions and level-1 instruction,
 level-1 data and last-level misses per command. Instrumentation is off for the first W commands
 and switched on with ``callgrind_control`` for the N measured ones. Slow (minutes): opt-in.
+``--cache-i1 BYTES`` simulates a level-1 instruction cache of that size (8-way, 64-byte lines)
+instead of valgrind's model of this machine's: how the misses fall with a larger cache shows
+how much hot machine code the implementation runs through.
 
 ``--recent-orders K`` has the engine remember K finished orders per account instead of its
 default 1,000 (the client-id history): it shows what that working set costs in time.
@@ -500,7 +503,7 @@ def _cache_run(impl: str, seed: int, markets: int, warm: int, n: int, signals: P
 
 
 def count_cache_misses(
-    impl: str, warm: int, n: int, seed: int, markets: int
+    impl: str, warm: int, n: int, seed: int, markets: int, i1_bytes: int | None = None
 ) -> dict[str, float] | None:
     """``CACHE_EVENTS`` per command over commands ``warm+1 .. warm+n`` (callgrind's cache
     simulation), or None when valgrind is not installed."""
@@ -518,6 +521,7 @@ def count_cache_misses(
             "--tool=callgrind",
             "--instr-atstart=no",
             "--cache-sim=yes",
+            *([f"--I1={i1_bytes},8,64"] if i1_bytes else []),
             f"--callgrind-out-file={out}",
             sys.executable,
             __file__,
@@ -567,11 +571,14 @@ def _fmt_rate(x: float) -> str:
     return f"{x:>12,.0f}"
 
 
-def _print_cache_misses(impls: Sequence[str], warm: int, n: int, seed: int, markets: int) -> None:
-    rows = {impl: count_cache_misses(impl, warm, n, seed, markets) for impl in impls}
+def _print_cache_misses(
+    impls: Sequence[str], warm: int, n: int, seed: int, markets: int, i1_bytes: int | None
+) -> None:
+    rows = {impl: count_cache_misses(impl, warm, n, seed, markets, i1_bytes) for impl in impls}
+    i1 = f", {i1_bytes:,}-byte L1i" if i1_bytes else ""
     print()
     print(
-        f"cache simulation (callgrind --cache-sim=yes), commands {warm + 1:,}-{warm + n:,}, "
+        f"cache simulation (callgrind --cache-sim=yes{i1}), commands {warm + 1:,}-{warm + n:,}, "
         "per command:"
     )
     print(f"{'impl':<10}{'instr':>9}{'L1i miss':>10}{'L1d miss':>10}{'LL miss':>9}")
@@ -609,6 +616,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--cache-warm", type=int, default=150_000, metavar="W")
     parser.add_argument(
+        "--cache-i1",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="with --cache-misses: simulate an L1 instruction cache of BYTES (8-way, 64 B lines)",
+    )
+    parser.add_argument(
         "--recent-orders",
         type=int,
         default=None,
@@ -618,6 +632,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count-run", help=argparse.SUPPRESS)  # internal: one callgrind run
     parser.add_argument("--cache-run", help=argparse.SUPPRESS)  # internal: one cache-sim run
     args = parser.parse_args(argv)
+    i1 = args.cache_i1
+    if i1 is not None and (i1 < 512 or i1 & (i1 - 1)):
+        parser.error(f"--cache-i1 must be a power of two of at least 512 bytes, got {i1}")
     if args.count_run:
         impl, *numbers = args.count_run.split(",")
         ops, seed, markets, run = (int(n) for n in numbers)
@@ -707,7 +724,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     if args.cache_misses:
         measured = ("bare", "engine")  # (the pure-Python engine would take far longer)
-        _print_cache_misses(measured, args.cache_warm, args.cache_misses, args.seed, args.markets)
+        _print_cache_misses(
+            measured, args.cache_warm, args.cache_misses, args.seed, args.markets, args.cache_i1
+        )
 
     bare, engine = checks["bare"], checks["engine"]
     print()

@@ -12,7 +12,15 @@ from pathlib import Path
 
 import pytest
 
-from bench.bench_engine import ADD, CANCEL, generate, instruments_for, measure, run_isolated
+from bench.bench_engine import (
+    ADD,
+    CANCEL,
+    generate,
+    instruments_for,
+    main,
+    measure,
+    run_isolated,
+)
 
 
 @pytest.mark.parametrize("markets", [1, 3])
@@ -72,3 +80,13 @@ def test_the_cache_simulation_run_works(impl: str, tmp_path: Path) -> None:
     done = _run_bench_engine("--cache-run", f"{impl},1,1,300,200,{tmp_path}")
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "ready").exists() and (tmp_path / "done").exists()
+
+
+@pytest.mark.parametrize("size", ["1000", "256", "0"])
+def test_a_simulated_instruction_cache_must_be_a_power_of_two(
+    size: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["--cache-i1", size, "--cache-misses", "10"])
+    assert exc.value.code == 2
+    assert "--cache-i1 must be a power of two" in capsys.readouterr().err
