@@ -1653,10 +1653,9 @@ class Exchange:
         lead: Market | None = None
         lead_mm = 0
         for pos in account.positions.values():
-            size = pos.size
-            if size:
+            if pos.size:
                 market = pos.market  # _pnl_and_mm, inlined (no tuple on this path)
-                value = mul(mul(size, market.mark), market.factor)
+                value = _value(pos)
                 equity += value - pos.cost
                 mm = maintenance_margin(market.brackets, value if value >= 0 else -value)
                 total_mm += mm
