@@ -12,7 +12,7 @@ ENGINE := $(shell $(PYTHON) perpbot/_native.py --sources) sandbox/engine/command
 
 .PHONY: demo test test-slow lint build bench clean
 
-$(STAMP): pyproject.toml setup.py perpbot/_native.py $(ENGINE)
+$(STAMP): pyproject.toml setup.py build_tools/pgo_training.py perpbot/_native.py $(ENGINE)
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'

@@ -5,6 +5,12 @@ pyproject.toml holds the project's metadata; this file only adds the compiled ex
 Python headers, a mypyc error), the install still succeeds, as pure Python, with a warning.
 Every build writes ``perpbot/_native_build.json``: what it compiled and the sha256 of each
 compiled source, which perpbot/_native.py checks at import time.
+
+With gcc the build is profile-guided: the engine is compiled once with ``-fprofile-generate``,
+build_tools/pgo_training.py runs against that build, and the engine is compiled again with the
+profile it wrote (``-fprofile-use``): hot code laid out together, about a third fewer
+instruction-cache misses (README, "The compiled engine"). ``PERPBOT_PGO=0`` skips that pass;
+if the instrumented build or the training fails, the build goes on without a profile.
 """
 
 from __future__ import annotations
@@ -13,7 +19,12 @@ import copy
 import json
 import os
 import runpy
+import shlex
+import shutil
+import subprocess
 import sys
+import sysconfig
+import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -31,6 +42,11 @@ SHARED_LIB = NATIVE["GROUP_NAME"] + "__mypyc"
 # the SDK's and the server's dependencies, which the isolated build environment does not have:
 # modules reached that way are checked without reporting errors (and untyped where missing).
 MYPY_FLAGS = ["--follow-imports=silent"]
+
+PGO_ENV = "PERPBOT_PGO"
+PGO_TRAINING = ROOT / "build_tools" / "pgo_training.py"
+PGO_TRAINING_COMMANDS = "150000"
+PGO_TIMEOUT_S = 600
 
 
 def _warn(message: str) -> None:
@@ -50,6 +66,36 @@ def _stale_extensions(base: Path, keep: set[str]) -> list[Path]:
                 if module not in keep:
                     found.append(path)
     return found
+
+
+def _pgo_requested() -> bool:
+    return os.environ.get(PGO_ENV, "1").strip() != "0"
+
+
+def _compiler_is_gcc() -> bool:
+    """Whether the C compiler the build uses (``$CC``, else Python's) is gcc: the profile
+    flags are gcc's (clang's differ)."""
+    command = shlex.split(os.environ.get("CC") or sysconfig.get_config_var("CC") or "cc")
+    try:
+        out = subprocess.run(
+            [command[0], "--version"], capture_output=True, text=True, timeout=30
+        ).stdout
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return False
+    return "Free Software Foundation" in out and "clang" not in out
+
+
+def _training_root(lib: Path) -> None:
+    """Make ``lib`` (an instrumented build: the extension modules only) importable as the
+    engine without the SDK's and the server's dependencies: the engine's Python sources
+    (``sandbox.engine`` has modules that are not compiled) under empty package stubs."""
+    for package in ("perpbot", "perpbot/risk", "sandbox"):
+        (lib / package).mkdir(parents=True, exist_ok=True)
+        (lib / package / "__init__.py").write_text("", encoding="utf-8")
+    engine = lib / "sandbox" / "engine"
+    engine.mkdir(parents=True, exist_ok=True)
+    for source in (ROOT / "sandbox" / "engine").glob("*.py"):
+        shutil.copy2(source, engine / source.name)
 
 
 def _mypyc_extensions() -> list[Extension]:
@@ -97,7 +143,15 @@ class BuildEngine(build_ext):
                     self.distribution.ext_modules = extensions
                     vars(self).update(self.unfinalized)  # finalized = 0 again
                     self.ensure_finalized()
-                    super().run()
+                    self.force = True  # both passes compile every source
+                    self.compiler_option = self.compiler  # run() replaces it with an object
+                    self.pgo_skipped = f"{PGO_ENV}=0"
+                    profile = self._profile(extensions) if _pgo_requested() else None
+                    if profile is not None and self._build_with_profile(extensions, profile):
+                        self.compiled_manifest["detail"] = "profile-guided"
+                    else:
+                        self._compile()
+                        self.compiled_manifest["detail"] = f"no profile: {self.pgo_skipped}"
                 except Exception as exc:
                     self.inplace = inplace
                     self._failed("the C build failed", exc)
@@ -111,6 +165,81 @@ class BuildEngine(build_ext):
         for path in stale:
             path.unlink()
         self._write_manifest()
+
+    def _compile(self) -> None:
+        """One pass of build_ext over the extensions (this class runs it up to three times)."""
+        self.compiler = self.compiler_option
+        super().run()
+
+    def _profile(self, extensions: list[Extension]) -> str | None:
+        """Compile ``extensions`` instrumented into a scratch directory and run the training
+        workload on them; return the directory of the profile it wrote, None on any failure
+        (with a warning). The object files are written where the final pass writes them:
+        gcc finds an object's profile by its path."""
+        if not _compiler_is_gcc():
+            self.pgo_skipped = "the C compiler is not gcc"
+            return None
+        profile = os.path.abspath(os.path.join(self.build_temp, "pgo-profile"))
+        shutil.rmtree(profile, ignore_errors=True)
+        saved = [(list(ext.extra_compile_args), list(ext.extra_link_args)) for ext in extensions]
+        build_lib, inplace = self.build_lib, self.inplace
+        scratch = Path(tempfile.mkdtemp(prefix="perpbot-pgo-"))
+        try:
+            for ext in extensions:
+                ext.extra_compile_args += [
+                    f"-fprofile-generate={profile}",
+                    "-fprofile-update=single",  # the training is single-threaded
+                ]
+                ext.extra_link_args += [f"-fprofile-generate={profile}"]
+            self.build_lib, self.inplace = str(scratch), False
+            self._compile()
+            _training_root(scratch)
+            env = {k: v for k, v in os.environ.items() if k != NATIVE["PURE_ENV"]}
+            env["PYTHONPATH"] = str(scratch)
+            done = subprocess.run(
+                [sys.executable, str(PGO_TRAINING), PGO_TRAINING_COMMANDS],
+                env=env,
+                cwd=scratch,
+                capture_output=True,
+                text=True,
+                timeout=PGO_TIMEOUT_S,
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"the training run failed: {done.stdout}{done.stderr}")
+            if not any(Path(profile).rglob("*.gcda")):
+                raise RuntimeError("the training run wrote no profile")
+            return profile
+        except Exception as exc:  # any failure: build without a profile
+            text = str(exc).strip().splitlines()
+            self.pgo_skipped = f"{type(exc).__name__}: {text[-1] if text else ''}"[:120]
+            _warn(f"no profile-guided pass ({self.pgo_skipped})")
+            return None
+        finally:
+            for ext, (compile_args, link_args) in zip(extensions, saved, strict=True):
+                ext.extra_compile_args[:] = compile_args
+                ext.extra_link_args[:] = link_args
+            self.build_lib, self.inplace = build_lib, inplace
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _build_with_profile(self, extensions: list[Extension], profile: str) -> bool:
+        """The final pass with ``-fprofile-use``; False (with a warning) if it failed."""
+        saved = [list(ext.extra_compile_args) for ext in extensions]
+        for ext in extensions:
+            ext.extra_compile_args += [
+                f"-fprofile-use={profile}",
+                "-fprofile-partial-training",  # code the training never ran stays -O3
+                "-Wno-missing-profile",  # the module shims never run
+            ]
+        try:
+            self._compile()
+            return True
+        except Exception as exc:
+            self.pgo_skipped = f"the profile-guided pass failed ({type(exc).__name__})"
+            _warn(f"{self.pgo_skipped}; building without it")
+            return False
+        finally:
+            for ext, compile_args in zip(extensions, saved, strict=True):
+                ext.extra_compile_args[:] = compile_args
 
     def _failed(self, what: str, exc: BaseException) -> None:
         text = str(exc).strip().splitlines()

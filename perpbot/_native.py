@@ -257,7 +257,9 @@ def install_status(manifest: Mapping[str, Any] | None = None) -> str:
         return "no build manifest: not installed with setup.py"
     status = manifest.get("status")
     if status == COMPILED:
-        return f"engine compiled with mypyc ({len(manifest.get('sources', {}))} modules)"
+        detail = manifest.get("detail")  # how: "profile-guided", or why not
+        modules = f"{len(manifest.get('sources', {}))} modules"
+        return f"engine compiled with mypyc ({modules}{', ' + detail if detail else ''})"
     if status == PURE:
         return f"engine not compiled: {PURE_ENV}=1 at install time"
     return f"engine not compiled: {manifest.get('detail') or 'the build failed'}"

@@ -69,6 +69,23 @@ def test_the_installed_engine_is_compiled() -> None:
     assert file.endswith(tuple(_native.EXTENSION_SUFFIXES))
 
 
+# What a compiled build's manifest says when it made no profile-guided pass on purpose.
+DELIBERATELY_UNGUIDED = ("no profile: PERPBOT_PGO=0", "no profile: the C compiler is not gcc")
+
+
+def test_the_compiled_engine_is_profile_guided() -> None:
+    """setup.py compiles twice with gcc, the second time with the training run's profile; a
+    failure there falls back to a plain build with a warning, which this test turns into a
+    failure (CI builds with gcc)."""
+    manifest = _native.read_manifest(_native.manifest_path())
+    if manifest is None or manifest["status"] != _native.COMPILED:
+        pytest.skip("the engine is not compiled")
+    if manifest.get("detail") in DELIBERATELY_UNGUIDED:
+        pytest.skip(manifest["detail"])
+    assert manifest.get("detail") == "profile-guided", _native.install_status(manifest)
+    assert "profile-guided" in _native.install_status(manifest)
+
+
 def _fake_build(tmp_path: Path, source_text: str = "X = 1\n") -> tuple[Path, Path, Path]:
     """``pkg/mod.py`` with an (unloadable) extension next to it, and the manifest of a build."""
     source = tmp_path / "pkg" / "mod.py"
