@@ -19,6 +19,7 @@ from bench.bench_engine import (
     instruments_for,
     main,
     measure,
+    paired_ratios,
     run_isolated,
 )
 
@@ -90,3 +91,10 @@ def test_a_simulated_instruction_cache_must_be_a_power_of_two(
         main(["--cache-i1", size, "--cache-misses", "10"])
     assert exc.value.code == 2
     assert "--cache-i1 must be a power of two" in capsys.readouterr().err
+
+
+def test_paired_ratios_divide_within_each_round() -> None:
+    # round 2 ran on a loaded machine: both slow, the same ratio as round 1
+    assert paired_ratios([50.0, 25.0, 45.0], [100.0, 50.0, 100.0]) == [0.45, 0.5, 0.5]
+    with pytest.raises(ValueError):  # a round without its pair
+        paired_ratios([1.0, 2.0], [1.0])
