@@ -24,7 +24,6 @@ import shutil
 import subprocess
 import sys
 import sysconfig
-import tempfile
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -183,7 +182,9 @@ class BuildEngine(build_ext):
         shutil.rmtree(profile, ignore_errors=True)
         saved = [(list(ext.extra_compile_args), list(ext.extra_link_args)) for ext in extensions]
         build_lib, inplace = self.build_lib, self.inplace
-        scratch = Path(tempfile.mkdtemp(prefix="perpbot-pgo-"))
+        # (under the build directory, not /tmp, which may not allow loading a library)
+        scratch = Path(os.path.abspath(os.path.join(self.build_temp, "pgo-lib")))
+        shutil.rmtree(scratch, ignore_errors=True)
         try:
             for ext in extensions:
                 ext.extra_compile_args += [
