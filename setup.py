@@ -196,7 +196,10 @@ class BuildEngine(build_ext):
             self._compile()
             _training_root(scratch)
             env = {k: v for k, v in os.environ.items() if k != NATIVE["PURE_ENV"]}
-            env["PYTHONPATH"] = str(scratch)
+            # The scratch build first; then this process's path: in pip's isolated build
+            # environment that is where the build requirements (mypy_extensions, which the
+            # compiled modules import) are, as the project's own dependencies are not yet.
+            env["PYTHONPATH"] = os.pathsep.join([str(scratch), *(p for p in sys.path if p)])
             done = subprocess.run(
                 [sys.executable, str(PGO_TRAINING), PGO_TRAINING_COMMANDS],
                 env=env,
