@@ -771,7 +771,6 @@ class Exchange:
         self._next_order_id = order_id + 1
         order = Order(
             order_id,
-            account.id,
             market.symbol,
             side,
             price,

@@ -19,9 +19,7 @@ _POS = Position(_MARKET, 1, 0)
 
 
 def _order(order_id: int, side: int, price: int, qty: int) -> Order:
-    return Order(
-        order_id, "a", BTC, side, price, qty, "LIMIT", "GTC", False, None, "X", 0, _OWNER, _POS
-    )
+    return Order(order_id, BTC, side, price, qty, "LIMIT", "GTC", False, None, "X", 0, _OWNER, _POS)
 
 
 def _expected_best(side: BookSide) -> int | None:
