@@ -24,6 +24,8 @@ import shutil
 import subprocess
 import sys
 import sysconfig
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -82,6 +84,23 @@ def _compiler_is_gcc() -> bool:
     except (OSError, subprocess.SubprocessError, IndexError):
         return False
     return "Free Software Foundation" in out and "clang" not in out
+
+
+@contextmanager
+def _extra_args(
+    extensions: list[Extension], compile_args: list[str], link_args: list[str]
+) -> Iterator[None]:
+    """Add compiler and linker arguments to every extension for the duration of one pass."""
+    saved = [(list(ext.extra_compile_args), list(ext.extra_link_args)) for ext in extensions]
+    for ext in extensions:
+        ext.extra_compile_args += compile_args
+        ext.extra_link_args += link_args
+    try:
+        yield
+    finally:
+        for ext, (compile_saved, link_saved) in zip(extensions, saved, strict=True):
+            ext.extra_compile_args[:] = compile_saved
+            ext.extra_link_args[:] = link_saved
 
 
 def _training_root(lib: Path) -> None:
@@ -180,20 +199,18 @@ class BuildEngine(build_ext):
             return None
         profile = os.path.abspath(os.path.join(self.build_temp, "pgo-profile"))
         shutil.rmtree(profile, ignore_errors=True)
-        saved = [(list(ext.extra_compile_args), list(ext.extra_link_args)) for ext in extensions]
         build_lib, inplace = self.build_lib, self.inplace
         # (under the build directory, not /tmp, which may not allow loading a library)
         scratch = Path(os.path.abspath(os.path.join(self.build_temp, "pgo-lib")))
         shutil.rmtree(scratch, ignore_errors=True)
+        instrument = [
+            f"-fprofile-generate={profile}",
+            "-fprofile-update=single",  # the training is single-threaded
+        ]
         try:
-            for ext in extensions:
-                ext.extra_compile_args += [
-                    f"-fprofile-generate={profile}",
-                    "-fprofile-update=single",  # the training is single-threaded
-                ]
-                ext.extra_link_args += [f"-fprofile-generate={profile}"]
             self.build_lib, self.inplace = str(scratch), False
-            self._compile()
+            with _extra_args(extensions, instrument, [f"-fprofile-generate={profile}"]):
+                self._compile()
             _training_root(scratch)
             env = {k: v for k, v in os.environ.items() if k != NATIVE["PURE_ENV"]}
             # The scratch build first; then this process's path: in pip's isolated build
@@ -219,31 +236,24 @@ class BuildEngine(build_ext):
             _warn(f"no profile-guided pass ({self.pgo_skipped})")
             return None
         finally:
-            for ext, (compile_args, link_args) in zip(extensions, saved, strict=True):
-                ext.extra_compile_args[:] = compile_args
-                ext.extra_link_args[:] = link_args
             self.build_lib, self.inplace = build_lib, inplace
             shutil.rmtree(scratch, ignore_errors=True)
 
     def _build_with_profile(self, extensions: list[Extension], profile: str) -> bool:
         """The final pass with ``-fprofile-use``; False (with a warning) if it failed."""
-        saved = [list(ext.extra_compile_args) for ext in extensions]
-        for ext in extensions:
-            ext.extra_compile_args += [
-                f"-fprofile-use={profile}",
-                "-fprofile-partial-training",  # code the training never ran stays -O3
-                "-Wno-missing-profile",  # the module shims never run
-            ]
+        use = [
+            f"-fprofile-use={profile}",
+            "-fprofile-partial-training",  # code the training never ran stays -O3
+            "-Wno-missing-profile",  # the module shims never run
+        ]
         try:
-            self._compile()
+            with _extra_args(extensions, use, []):
+                self._compile()
             return True
         except Exception as exc:
             self.pgo_skipped = f"the profile-guided pass failed ({type(exc).__name__})"
             _warn(f"{self.pgo_skipped}; building without it")
             return False
-        finally:
-            for ext, compile_args in zip(extensions, saved, strict=True):
-                ext.extra_compile_args[:] = compile_args
 
     def _failed(self, what: str, exc: BaseException) -> None:
         text = str(exc).strip().splitlines()

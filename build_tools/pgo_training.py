@@ -11,7 +11,8 @@ The workload is deliberately not the benchmark's stream (bench/bench_engine.py):
 mix over three markets, with what that stream never does - amends, post-only and reduce-only
 orders, cancels by client id, cancel-all, rejections (unknown and finished orders, off-band
 prices), leverage changes, mark moves, funding ticks and liquidations. It uses only the public
-engine API and the standard library, so it runs in the isolated build environment.
+engine API, the engine's margin arithmetic and the standard library, so it runs in the isolated
+build environment (setup.py stubs the packages' ``__init__`` files).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import random
 import sys
 from collections import Counter
 
+from perpbot.risk.margin import RATE_SCALE, ceil_div
 from sandbox.engine import (
     AmendOrder,
     CancelAll,
@@ -41,7 +43,6 @@ from sandbox.engine import (
     default_instruments,
 )
 
-RATE_SCALE = 10**8  # rate units per 1 (perpbot.risk.margin.RATE_SCALE)
 START_MS = 1_700_000_000_000
 MAKERS = 24
 TAKERS = 8
@@ -72,7 +73,9 @@ def run(commands: int, seed: int = 7) -> Counter[str]:
     lots = {}
     for inst in instruments:
         low = inst.initial_price * (RATE_SCALE - inst.price_band) // RATE_SCALE
-        lots[inst.symbol] = max(inst.min_qty, -(-inst.min_notional // (low * inst.notional_factor)))
+        # the smallest size whose notional clears min_notional anywhere inside the price band
+        smallest = ceil_div(inst.min_notional, low * inst.notional_factor)
+        lots[inst.symbol] = max(inst.min_qty, smallest)
     open_ids: dict[str, list[tuple[str, int, str | None]]] = {name: [] for name in makers + takers}
     serial = 0
 

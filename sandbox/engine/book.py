@@ -35,10 +35,9 @@ class Order:
     """An order as the engine keeps it (ticks, lots). ``live`` while it rests in the book;
     a cancelled or expired order keeps the ``remaining`` it had when it left. ``owner`` and
     ``pos`` are its account (``account`` is its id) and that account's position in the order's
-    market. ``key`` is
-    ``id`` as one Python int object, the key of every dict of orders by id (None once the order
-    is finished): compiled code would otherwise create an int object for each dict operation,
-    and the dict compare it by value.
+    market. ``key`` is ``id`` as one Python int object, the key of every dict of orders by id
+    (None once the order is finished): compiled code would otherwise create an int object for
+    each dict operation, and the dict compare it by value.
 
     Compiled, orders are not tracked by the cyclic garbage collector (``acyclic``): they are
     most of the engine's long-lived objects, and young-generation passes over them cost about
