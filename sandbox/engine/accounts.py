@@ -11,7 +11,7 @@ to the unit across the two sides of every trade.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
 from .book import Order
 
@@ -90,6 +90,7 @@ class Account:
         "collateral",
         "dirty",
         "done",
+        "done_count",
         "done_head",
         "id",
         "insurance",
@@ -108,9 +109,11 @@ class Account:
         self.positions: dict[str, Position] = {}
         self.reserve = 0  # sum of Position.reserve
         self.open_orders: dict[int, Order] = {}
-        # Recently finished orders, oldest first, are ``done[done_head:]`` (see ``finished``).
-        self.done: list[Order] = []
+        # Recently finished orders: a ring of at most ``recent_orders`` slots, ``done_count``
+        # of them from ``done_head`` on (see ``finished``); a forgotten order's slot is None.
+        self.done: list[Order | None] = []
         self.done_head = 0
+        self.done_count = 0
         self.oldest_done_ts = 0  # done_ts of the first order in ``finished`` (when not empty)
         self.client_ids: dict[str, Order] = {}  # open and recent orders by client id
         self.dirty = False
@@ -121,9 +124,13 @@ class Account:
     @property
     def finished(self) -> list[Order]:
         """The recently finished orders, oldest first (a new list). The engine keeps them in a
-        list with a moving head, ``done[done_head:]``: compiled, appending to a list and
-        reading it by index are primitives, where a deque's methods are generic calls."""
-        return self.done[self.done_head :]
+        ring, a list that stops growing at ``recent_orders``, whose oldest entry a finishing
+        order replaces: compiled, reading and writing a list by index are primitives, where a
+        deque's methods are generic calls; and no forgotten prefix is ever moved or kept."""
+        done, head = self.done, self.done_head
+        end = head + self.done_count
+        ring = done[head:end] if end <= len(done) else done[head:] + done[: end - len(done)]
+        return cast("list[Order]", ring)  # (the slots in that range all hold an order)
 
     @property
     def recent(self) -> dict[int, Order]:

@@ -332,9 +332,6 @@ _TIF_CLASS: Final = TimeInForce
 # A method that compiled code has no primitive for, called as the function it is: a method
 # call looks the name up on every call (~3x the cost of the call itself).
 _IS_ASCII: Final = str.isascii
-# A finished-order list drops its forgotten prefix once it is this long (a memmove of the rest;
-# until then those orders stay referenced).
-_DONE_COMPACT: Final = 32
 
 
 @mypyc_attr(allow_interpreted_subclasses=True)
@@ -401,6 +398,7 @@ class Exchange:
         for account in accounts.values():
             account.open_orders.clear()
             account.done.clear()
+            account.done_head = account.done_count = 0
             account.client_ids.clear()
         for market in markets.values():
             for side in (market.book.bids, market.book.asks):
@@ -897,38 +895,59 @@ class Exchange:
         # Its key was for the open-order dicts, which it has left: freed now, while it is in
         # cache, not when the order is forgotten (and the history holds one int less each).
         order.key = None
-        done = account.done
-        if len(done) == account.done_head:  # nothing remembered yet
-            account.oldest_done_ts = now
-        done.append(order)
         config = self.config
-        if (
-            len(done) - account.done_head > config.recent_orders
-            or account.oldest_done_ts < now - config.recent_order_ttl_ms
-        ):
-            self._forget_oldest(account, now)
-
-    def _forget_oldest(self, account: Account, now: int) -> None:
-        """Drop the oldest finished orders while there are too many or they are too old."""
+        limit = config.recent_orders
+        count = account.done_count
+        if count and (count >= limit or account.oldest_done_ts < now - config.recent_order_ttl_ms):
+            self._forget_oldest(account, now, limit - 1)  # (makes room for this one)
+            count = account.done_count
+        if limit <= 0:  # nothing is remembered
+            client_id = order.client_id
+            if client_id is not None and account.client_ids.get(client_id) is order:
+                del account.client_ids[client_id]
+            return
         done = account.done
+        size = len(done)
+        if count == 0:
+            account.oldest_done_ts = now
+        if count < size:  # a free slot after the newest
+            slot = account.done_head + count
+            done[slot - size if slot >= size else slot] = order
+        elif account.done_head == 0:  # (the ring grows only while it is full below the limit)
+            done.append(order)
+        else:
+            done.insert(account.done_head, order)
+            account.done_head += 1
+        account.done_count = count + 1
+
+    def _forget_oldest(self, account: Account, now: int, keep: int) -> None:
+        """Forget the oldest finished orders while more than ``keep`` are remembered or the
+        oldest is too old: each leaves its slot of the ring (None) and the client-id index."""
+        done = account.done
+        size = len(done)
         head = account.done_head
-        limit = self.config.recent_orders
+        count = account.done_count
         horizon = now - self.config.recent_order_ttl_ms
         client_ids = account.client_ids
-        while head < len(done):
-            if len(done) - head <= limit and account.oldest_done_ts >= horizon:
+        while count:
+            if count <= keep and account.oldest_done_ts >= horizon:
                 break
             oldest = done[head]
+            done[head] = None
             head += 1
-            client_id = oldest.client_id
-            if client_id is not None and client_ids.get(client_id) is oldest:
-                del client_ids[client_id]
-            if head < len(done):
-                account.oldest_done_ts = done[head].done_ts
-        if head >= _DONE_COMPACT or head == len(done):  # let the forgotten ones go
-            del done[:head]
-            head = 0
-        account.done_head = head
+            if head == size:
+                head = 0
+            count -= 1
+            if oldest is not None:  # (always, within the count)
+                client_id = oldest.client_id
+                if client_id is not None and client_ids.get(client_id) is oldest:
+                    del client_ids[client_id]
+            if count:
+                nxt = done[head]
+                if nxt is not None:
+                    account.oldest_done_ts = nxt.done_ts
+        account.done_head = head if count else 0
+        account.done_count = count
 
     def _check_client_id(self, account: Account, client_id: object) -> str:
         """``client_id``, if it is well-formed and not in use by an open or recent order."""

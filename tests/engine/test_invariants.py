@@ -607,14 +607,18 @@ class ExchangeMachine(RuleBasedStateMachine):
                 assert acc.oldest_done_ts == acc.finished[0].done_ts
                 times = [o.done_ts for o in acc.finished]
                 assert times == sorted(times)  # oldest first
-            # the forgotten prefix of the list behind ``finished`` is short and out of the
-            # client-id index
-            assert 0 <= acc.done_head < 32 and acc.done_head <= len(acc.done)
-            for forgotten in acc.done[: acc.done_head]:
-                assert (
-                    forgotten.client_id is None
-                    or acc.client_ids.get(forgotten.client_id) is not forgotten
-                )
+            # the ring behind ``finished``: never longer than the limit, the remembered orders
+            # from its head on, every other slot empty (a forgotten order is let go at once)
+            size = len(acc.done)
+            assert size <= config.recent_orders and 0 <= acc.done_count <= size
+            assert acc.done_head == 0 if size == 0 else 0 <= acc.done_head < size
+            held = {(acc.done_head + i) % size for i in range(acc.done_count)} if size else set()
+            for slot, kept in enumerate(acc.done):
+                assert (kept is not None) is (slot in held), (slot, acc.done_head, acc.done_count)
+            remembered = {o.id for o in acc.finished}
+            for client_id, order in acc.client_ids.items():  # open or remembered, nothing else
+                assert order.client_id == client_id
+                assert (order.live and order.id in acc.open_orders) or order.id in remembered
 
     @invariant()
     def margin_check_bookkeeping_is_consistent(self) -> None:

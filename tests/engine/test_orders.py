@@ -766,6 +766,59 @@ def test_client_id_reusable_after_the_recent_count_window() -> None:
         assert_rejected(ex, cmd, RejectCode.DUPLICATE_CLIENT_ORDER_ID)
 
 
+def _cancelled(ex: Exchange, client_id: str) -> int:
+    oid = rest(ex, "alice", BUY, ONE_BTC, 590_000, client_id=client_id)
+    ok(ex.submit(CancelOrder("alice", BTC, order_id=oid)))
+    return oid
+
+
+def test_the_history_is_a_ring_that_replaces_its_oldest_order() -> None:
+    ex = make_exchange(config=ExchangeConfig(recent_orders=3))
+    ids = [_cancelled(ex, f"c{i}") for i in range(8)]
+    alice = ex.accounts["alice"]
+    assert [o.id for o in alice.finished] == ids[-3:]  # oldest first
+    assert len(alice.done) == 3  # it stopped growing at the limit: nothing kept beyond it
+    assert {o.client_id for o in alice.done if o is not None} == {"c5", "c6", "c7"}
+    assert set(alice.client_ids) == {"c5", "c6", "c7"}
+    assert ex.get_order("alice", order_id=ids[4]) is None
+    found = ex.get_order("alice", order_id=ids[5])
+    assert found is not None and found.client_id == "c5"
+
+
+def test_the_history_ring_lets_expired_orders_go_and_keeps_its_order() -> None:
+    clock = ManualClock(START_MS)
+    ex = make_exchange(
+        config=ExchangeConfig(recent_orders=4, recent_order_ttl_ms=1_000), clock=clock
+    )
+    alice = ex.accounts["alice"]
+    a = _cancelled(ex, "a")
+    clock.advance(500)
+    b = _cancelled(ex, "b")
+    clock.advance(700)  # a expired, b not
+    c = _cancelled(ex, "c")  # takes a's slot at the front of the list
+    assert alice.done[0] is not None and alice.done[0].id == c
+    d = _cancelled(ex, "d")  # the ring is full below the limit: it grows in the middle
+    assert [o.id for o in alice.finished] == [b, c, d]
+    assert ex.get_order("alice", order_id=a) is None and "a" not in alice.client_ids
+    e = _cancelled(ex, "e")
+    f = _cancelled(ex, "f")  # at the limit: replaces b
+    assert [o.id for o in alice.finished] == [c, d, e, f] and len(alice.done) == 4
+    clock.advance(5_000)  # all four expire; the next finish forgets them and stays alone
+    g = _cancelled(ex, "g")
+    assert [o.id for o in alice.finished] == [g]
+    assert sum(o is not None for o in alice.done) == 1
+    assert set(alice.client_ids) == {"g"}
+
+
+def test_nothing_is_remembered_with_a_zero_history() -> None:
+    ex = make_exchange(config=ExchangeConfig(recent_orders=0))
+    oid = _cancelled(ex, "c1")
+    alice = ex.accounts["alice"]
+    assert alice.finished == [] and alice.client_ids == {}
+    assert ex.get_order("alice", order_id=oid) is None
+    _cancelled(ex, "c1")  # reusable at once
+
+
 def test_rejected_order_does_not_consume_its_client_id(ex: Exchange) -> None:
     bad = PlaceOrder("alice", BTC, BUY, ONE_BTC, 700_000, client_id="c9")
     assert_rejected(ex, bad, RejectCode.PRICE_OUT_OF_BAND)
