@@ -3,7 +3,8 @@
     .venv/bin/python bench/bench_engine.py [--ops N] [--seed S] [--markets 1|2|3]
                                            [--repeat R] [--quick] [--profile]
                                            [--instructions N] [--cache-misses N]
-                                           [--cache-i1 BYTES] [--recent-orders K]
+                                           [--cache-i1 BYTES] [--cache-ll BYTES]
+                                           [--recent-orders K]
 
 One seeded stream of commands is generated up front as plain tuples (~60% resting GTC limit
 orders with client ids around a slowly random-walking mid, ~30% cancels of a random open order
@@ -40,7 +41,11 @@ level-1 data and last-level misses per command. Instrumentation is off for the f
 and switched on with ``callgrind_control`` for the N measured ones. Slow (minutes): opt-in.
 ``--cache-i1 BYTES`` simulates a level-1 instruction cache of that size (8-way, 64-byte lines)
 instead of valgrind's model of this machine's: how the misses fall with a larger cache shows
-how much hot machine code the implementation runs through.
+how much hot machine code the implementation runs through. ``--cache-ll BYTES`` does the same
+for the last level (8-way, 64-byte lines): valgrind takes the last level's size from the CPU's
+description, which a virtual machine may get wrong (here: 256 MiB, direct-mapped), and then
+counts little beyond the first touch of memory; ``--cache-ll 524288``, this machine's level-2
+cache per core, counts what has to come from beyond it.
 
 ``--recent-orders K`` has the engine remember K finished orders per account instead of its
 default 1,000 (the client-id history): it shows what that working set costs in time.
@@ -506,7 +511,13 @@ def _cache_run(impl: str, seed: int, markets: int, warm: int, n: int, signals: P
 
 
 def count_cache_misses(
-    impl: str, warm: int, n: int, seed: int, markets: int, i1_bytes: int | None = None
+    impl: str,
+    warm: int,
+    n: int,
+    seed: int,
+    markets: int,
+    i1_bytes: int | None = None,
+    ll_bytes: int | None = None,
 ) -> dict[str, float] | None:
     """``CACHE_EVENTS`` per command over commands ``warm+1 .. warm+n`` (callgrind's cache
     simulation), or None when valgrind is not installed."""
@@ -525,6 +536,7 @@ def count_cache_misses(
             "--instr-atstart=no",
             "--cache-sim=yes",
             *([f"--I1={i1_bytes},8,64"] if i1_bytes else []),
+            *([f"--LL={ll_bytes},8,64"] if ll_bytes else []),
             f"--callgrind-out-file={out}",
             sys.executable,
             __file__,
@@ -575,14 +587,24 @@ def _fmt_rate(x: float) -> str:
 
 
 def _print_cache_misses(
-    impls: Sequence[str], warm: int, n: int, seed: int, markets: int, i1_bytes: int | None
+    impls: Sequence[str],
+    warm: int,
+    n: int,
+    seed: int,
+    markets: int,
+    i1_bytes: int | None,
+    ll_bytes: int | None = None,
 ) -> None:
-    rows = {impl: count_cache_misses(impl, warm, n, seed, markets, i1_bytes) for impl in impls}
-    i1 = f", {i1_bytes:,}-byte L1i" if i1_bytes else ""
+    rows = {
+        impl: count_cache_misses(impl, warm, n, seed, markets, i1_bytes, ll_bytes) for impl in impls
+    }
+    sizes = (f", {i1_bytes:,}-byte L1i" if i1_bytes else "") + (
+        f", {ll_bytes:,}-byte last level" if ll_bytes else ""
+    )
     print()
     print(
-        f"cache simulation (callgrind --cache-sim=yes{i1}), commands {warm + 1:,}-{warm + n:,}, "
-        "per command:"
+        f"cache simulation (callgrind --cache-sim=yes{sizes}), commands "
+        f"{warm + 1:,}-{warm + n:,}, per command:"
     )
     print(f"{'impl':<10}{'instr':>9}{'L1i miss':>10}{'L1d miss':>10}{'LL miss':>9}")
     for impl, row in rows.items():
@@ -633,6 +655,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="with --cache-misses: simulate an L1 instruction cache of BYTES (8-way, 64 B lines)",
     )
     parser.add_argument(
+        "--cache-ll",
+        type=int,
+        default=None,
+        metavar="BYTES",
+        help="with --cache-misses: simulate a last-level cache of BYTES (8-way, 64 B lines)",
+    )
+    parser.add_argument(
         "--recent-orders",
         type=int,
         default=None,
@@ -642,9 +671,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--count-run", help=argparse.SUPPRESS)  # internal: one callgrind run
     parser.add_argument("--cache-run", help=argparse.SUPPRESS)  # internal: one cache-sim run
     args = parser.parse_args(argv)
-    i1 = args.cache_i1
-    if i1 is not None and (i1 < 512 or i1 & (i1 - 1)):
-        parser.error(f"--cache-i1 must be a power of two of at least 512 bytes, got {i1}")
+    for option, size in (("--cache-i1", args.cache_i1), ("--cache-ll", args.cache_ll)):
+        if size is not None and (size < 512 or size & (size - 1)):
+            parser.error(f"{option} must be a power of two of at least 512 bytes, got {size}")
     if args.count_run:
         impl, *numbers = args.count_run.split(",")
         ops, seed, markets, run = (int(n) for n in numbers)
@@ -741,7 +770,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cache_misses:
         measured = ("bare", "engine")  # (the pure-Python engine would take far longer)
         _print_cache_misses(
-            measured, args.cache_warm, args.cache_misses, args.seed, args.markets, args.cache_i1
+            measured,
+            args.cache_warm,
+            args.cache_misses,
+            args.seed,
+            args.markets,
+            args.cache_i1,
+            args.cache_ll,
         )
 
     bare, engine = checks["bare"], checks["engine"]

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+import bench.bench_engine as bench_engine
 from bench.bench_engine import (
     ADD,
     CANCEL,
+    count_cache_misses,
     generate,
     instruments_for,
     main,
@@ -83,14 +85,46 @@ def test_the_cache_simulation_run_works(impl: str, tmp_path: Path) -> None:
     assert (tmp_path / "ready").exists() and (tmp_path / "done").exists()
 
 
+@pytest.mark.parametrize("option", ["--cache-i1", "--cache-ll"])
 @pytest.mark.parametrize("size", ["1000", "256", "0"])
-def test_a_simulated_instruction_cache_must_be_a_power_of_two(
-    size: str, capsys: pytest.CaptureFixture[str]
+def test_a_simulated_cache_must_be_a_power_of_two(
+    option: str, size: str, capsys: pytest.CaptureFixture[str]
 ) -> None:
     with pytest.raises(SystemExit) as exc:
-        main(["--cache-i1", size, "--cache-misses", "10"])
+        main([option, size, "--cache-misses", "10"])
     assert exc.value.code == 2
-    assert "--cache-i1 must be a power of two" in capsys.readouterr().err
+    assert f"{option} must be a power of two" in capsys.readouterr().err
+
+
+class _Launched(Exception):
+    """Raised by the stand-in for valgrind's launch, which records its command line."""
+
+
+@pytest.mark.parametrize(
+    ("i1", "ll", "expected"),
+    [
+        (None, None, []),
+        (65536, None, ["--I1=65536,8,64"]),
+        (None, 524288, ["--LL=524288,8,64"]),
+        (65536, 524288, ["--I1=65536,8,64", "--LL=524288,8,64"]),
+    ],
+)
+def test_the_simulated_cache_sizes_reach_valgrind(
+    i1: int | None, ll: int | None, expected: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    launched: list[list[str]] = []
+
+    def popen(cmd: list[str], **_: object) -> None:
+        launched.append(cmd)
+        raise _Launched
+
+    monkeypatch.setattr(bench_engine.shutil, "which", lambda name: f"/usr/bin/{name}")
+    monkeypatch.setattr(bench_engine.subprocess, "Popen", popen)
+    with pytest.raises(_Launched):
+        count_cache_misses("engine", 10, 10, 1, 1, i1, ll)
+    (cmd,) = launched
+    assert [a for a in cmd if a.startswith(("--I1", "--LL", "--D1"))] == expected
+    assert "--cache-sim=yes" in cmd
 
 
 def test_paired_ratios_divide_within_each_round() -> None:
