@@ -97,6 +97,7 @@ class Account:
         "liquidation",
         "oldest_done_ts",
         "open_orders",
+        "position_list",
         "positions",
         "reindex",
         "reserve",
@@ -107,6 +108,9 @@ class Account:
         self.insurance = False  # an insurance fund: the exchange's, closed to commands
         self.collateral = 0
         self.positions: dict[str, Position] = {}
+        # The same positions in a list, in the same order: the margin checks walk it (compiled,
+        # walking a list is a primitive loop; a dict's values go through CPython's iteration).
+        self.position_list: list[Position] = []
         self.reserve = 0  # sum of Position.reserve
         self.open_orders: dict[int, Order] = {}
         # Recently finished orders: a ring of at most ``recent_orders`` slots, ``done_count``

@@ -286,6 +286,7 @@ def _keep_position(account: Account, pos: Position) -> None:
     """Store a position :meth:`Exchange._position` made (once an accepted command uses it)."""
     if not pos.stored:
         account.positions[pos.market.symbol] = pos
+        account.position_list.append(pos)
         pos.stored = True
 
 
@@ -504,7 +505,7 @@ class Exchange:
         """Equity at mark minus position initial margin minus margin held by open orders."""
         equity = account.collateral
         position_margin = 0
-        for pos in account.positions.values():
+        for pos in account.position_list:
             if pos.size:
                 value = _value(pos)
                 equity += value - pos.cost
@@ -728,8 +729,7 @@ class Exchange:
         # ---- accepted: from here on, state changes ----
         now = self._now()
         _keep_position(account, pos)
-        events: list[Event] = []
-        order = self._accept(
+        order, accepted = self._accept(
             market,
             account,
             pos,
@@ -742,8 +742,9 @@ class Exchange:
             client_id,
             stp,
             now,
-            events,
         )
+        # (a list display: made with its one item, no growth on a first append)
+        events: list[Event] = [accepted]
         # ``reserve`` is the order margin if the whole order rests with nothing else changed.
         self._execute(market, account, pos, order, book_side, events, now, reserve)
         return events
@@ -762,9 +763,9 @@ class Exchange:
         client_id: str | None,
         stp: SelfTradePrevention,
         now: int,
-        events: list[Event],
-    ) -> Order:
-        """Number a validated order, register its client id and emit ``OrderAccepted``."""
+    ) -> tuple[Order, OrderAccepted]:
+        """Number a validated order and register its client id; return it with its
+        ``OrderAccepted``, the caller's first event of the order."""
         order_id = self._next_order_id
         self._next_order_id = order_id + 1
         order = Order(
@@ -785,23 +786,21 @@ class Exchange:
         if client_id is not None:
             account.client_ids[client_id] = order
         market.seq += 1
-        events.append(
-            OrderAccepted(  # positional: keyword construction costs ~10% of a command
-                now,  # ts
-                market.symbol,  # stream
-                market.seq,  # seq
-                order_id,  # order_id
-                client_id,  # client_id
-                account.id,  # account
-                side,  # side
-                order_type,  # order_type
-                tif,  # tif
-                price,  # price
-                qty,  # qty
-                reduce_only,  # reduce_only
-            )
+        accepted = OrderAccepted(  # positional: keyword construction costs ~10% of a command
+            now,  # ts
+            market.symbol,  # stream
+            market.seq,  # seq
+            order_id,  # order_id
+            client_id,  # client_id
+            account.id,  # account
+            side,  # side
+            order_type,  # order_type
+            tif,  # tif
+            price,  # price
+            qty,  # qty
+            reduce_only,  # reduce_only
         )
-        return order
+        return order, accepted
 
     def _execute(
         self,
@@ -1654,7 +1653,7 @@ class Exchange:
         equity = account.collateral
         total_mm = 0
         contributions: list[tuple[int, str]] = []
-        for pos in account.positions.values():
+        for pos in account.position_list:
             if pos.size:
                 pnl, mm = _pnl_and_mm(pos)
                 equity += pnl
@@ -1670,7 +1669,7 @@ class Exchange:
         total_mm = 0
         lead: Market | None = None
         lead_mm = 0
-        for pos in account.positions.values():
+        for pos in account.position_list:
             if pos.size:
                 market = pos.market  # _pnl_and_mm, inlined (no tuple on this path)
                 value = _value(pos)
@@ -1971,7 +1970,7 @@ class Exchange:
     ) -> tuple[int, int]:
         """An IOC reduce-only order for the account into the book, never beyond ``limit``.
         Returns (filled lots, filled notional in money units)."""
-        order = self._accept(
+        order, accepted = self._accept(
             market,
             account,
             account.positions[market.symbol],
@@ -1984,8 +1983,8 @@ class Exchange:
             None,
             SelfTradePrevention.CANCEL_MAKER,
             now,
-            events,
         )
+        events.append(accepted)
         first = len(events)
         book_side = market.book.asks if side > 0 else market.book.bids
         pos = account.positions[market.symbol]

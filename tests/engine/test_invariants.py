@@ -597,6 +597,12 @@ class ExchangeMachine(RuleBasedStateMachine):
                 assert acc.collateral >= 0, view
 
     @invariant()
+    def the_position_list_mirrors_the_positions(self) -> None:
+        for acc in self.ex.accounts.values():
+            assert acc.position_list == list(acc.positions.values())
+            assert all(p.stored for p in acc.position_list)
+
+    @invariant()
     def finished_orders_are_remembered_in_order_within_bounds(self) -> None:
         config = self.ex.config
         for acc in self.ex.accounts.values():
