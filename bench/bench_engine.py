@@ -593,7 +593,7 @@ def _print_cache_misses(
     seed: int,
     markets: int,
     i1_bytes: int | None,
-    ll_bytes: int | None = None,
+    ll_bytes: int | None,
 ) -> None:
     rows = {
         impl: count_cache_misses(impl, warm, n, seed, markets, i1_bytes, ll_bytes) for impl in impls

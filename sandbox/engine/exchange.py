@@ -290,6 +290,15 @@ def _keep_position(account: Account, pos: Position) -> None:
         pos.stored = True
 
 
+def _release_client_id(account: Account, order: Order) -> None:
+    """Free a forgotten order's client id, unless a newer order of the account holds it."""
+    client_id = order.client_id
+    if client_id is not None:
+        client_ids = account.client_ids
+        if client_ids.get(client_id) is order:
+            del client_ids[client_id]
+
+
 def _is_int(value: object) -> bool:
     return type(value) is int
 
@@ -901,9 +910,7 @@ class Exchange:
             self._forget_oldest(account, now, limit - 1)  # (makes room for this one)
             count = account.done_count
         if limit <= 0:  # nothing is remembered
-            client_id = order.client_id
-            if client_id is not None and account.client_ids.get(client_id) is order:
-                del account.client_ids[client_id]
+            _release_client_id(account, order)
             return
         done = account.done
         size = len(done)
@@ -927,7 +934,6 @@ class Exchange:
         head = account.done_head
         count = account.done_count
         horizon = now - self.config.recent_order_ttl_ms
-        client_ids = account.client_ids
         while count:
             if count <= keep and account.oldest_done_ts >= horizon:
                 break
@@ -938,9 +944,7 @@ class Exchange:
                 head = 0
             count -= 1
             if oldest is not None:  # (always, within the count)
-                client_id = oldest.client_id
-                if client_id is not None and client_ids.get(client_id) is oldest:
-                    del client_ids[client_id]
+                _release_client_id(account, oldest)
             if count:
                 nxt = done[head]
                 if nxt is not None:
