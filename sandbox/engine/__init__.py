@@ -59,12 +59,14 @@ from .exchange import (
     PositionView,
 )
 from .funding import FundingConfig
-from .instruments import Instrument, default_instruments, money_units
+from .instruments import MAX_LOTS, MAX_TICKS, Instrument, default_instruments, money_units
 from .liquidation import LiquidationConfig, LiquidationMode
 from .mechanics import MarketMechanics
 from .pricing import IndexConfig, MarkConfig
 
 __all__ = [
+    "MAX_LOTS",
+    "MAX_TICKS",
     "AccountView",
     "AmendOrder",
     "BackstopRegistered",

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, cast
 
+from mypy_extensions import i64
+
 from .book import Order
 
 if TYPE_CHECKING:  # (exchange.py imports this module)
@@ -52,13 +54,13 @@ class Position:
         self.realized_pnl = 0
         self.leverage = leverage
         self.max_exposure = max_exposure
-        self.buy_qty = 0
+        self.buy_qty: i64 = 0
         self.buy_value = 0
-        self.sell_qty = 0
+        self.sell_qty: i64 = 0
         self.sell_value = 0
         self.reserve = 0
-        self.open_orders = 0
-        self.reduce_only_orders = 0
+        self.open_orders: i64 = 0
+        self.reduce_only_orders: i64 = 0
         self.stored = False  # in its account's ``positions`` (a new one is not, until used)
         self.held = False  # its account is in its market's ``holders`` (size != 0)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import heapq
 from typing import TYPE_CHECKING, Any, Final
 
-from mypy_extensions import mypyc_attr
+from mypy_extensions import i64, mypyc_attr
 
 if TYPE_CHECKING:  # (accounts.py imports this module)
     from .accounts import Account, Position
@@ -73,9 +73,9 @@ class Order:
         self,
         order_id: int,
         market: str,
-        side: int,
-        price: int,
-        qty: int,
+        side: i64,
+        price: i64,
+        qty: i64,
         order_type: str,
         tif: str,
         reduce_only: bool,
@@ -93,7 +93,7 @@ class Order:
         self.price = price
         self.qty = qty
         self.remaining = qty
-        self.filled = 0
+        self.filled: i64 = 0
         self.order_type = order_type
         self.tif = tif
         self.reduce_only = reduce_only
@@ -151,13 +151,13 @@ class Level:
 
     __slots__ = ("head", "key", "live", "orders", "price", "qty")
 
-    def __init__(self, price: int, key: Any) -> None:
+    def __init__(self, price: i64, key: Any) -> None:
         self.price = price
         self.key = key  # its key in BookSide.levels, as that int object
         self.orders: list[Order] = []
-        self.head = 0
-        self.qty = 0
-        self.live = 0
+        self.head: i64 = 0
+        self.qty: i64 = 0
+        self.live: i64 = 0
 
     def front(self) -> Order | None:
         """The oldest live order (dropping cancelled ones from the front), or None."""
@@ -178,7 +178,7 @@ class Level:
         self._move_head(self.head + 1)
         return order
 
-    def _move_head(self, head: int) -> None:
+    def _move_head(self, head: i64) -> None:
         """Start the queue at ``head``; drop the taken prefix once it is most of the list."""
         if head >= 64 and head * 2 >= len(self.orders):
             del self.orders[:head]
@@ -191,7 +191,7 @@ class BookSide:
 
     __slots__ = ("_best", "_best_known", "_heap", "_in_heap", "levels", "sign")
 
-    def __init__(self, sign: int) -> None:
+    def __init__(self, sign: i64) -> None:
         self.sign = sign
         self.levels: dict[int, Level] = {}  # key = sign * price
         self._heap: list[int] = []
@@ -252,7 +252,7 @@ class BookSide:
         if level.live == 0:
             self._drop(level)
 
-    def reduce(self, order: Order, by: int) -> None:
+    def reduce(self, order: Order, by: i64) -> None:
         """Lower a live order's remaining quantity in place (keeps its priority)."""
         level = order.level
         assert level is not None, "not in the book"

@@ -19,6 +19,8 @@ from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any, Final
 
+from mypy_extensions import i64
+
 from .codes import RejectCode
 
 ACCOUNTS_STREAM: Final = "accounts"
@@ -51,7 +53,7 @@ class Rejected(Event):
 @dataclass(slots=True)
 class SequencedEvent(Event):
     stream: str
-    seq: int
+    seq: i64
 
 
 @dataclass(slots=True)
@@ -73,26 +75,26 @@ class OrderAccepted(SequencedEvent):
     order_id: int
     client_id: str | None
     account: str
-    side: int
+    side: i64
     order_type: str
     tif: str
-    price: int
-    qty: int
+    price: i64
+    qty: i64
     reduce_only: bool
 
     def __init__(  # by hand, in field order: compiled, unlike dataclass's
         self,
         ts: int,
         stream: str,
-        seq: int,
+        seq: i64,
         order_id: int,
         client_id: str | None,
         account: str,
-        side: int,
+        side: i64,
         order_type: str,
         tif: str,
-        price: int,
-        qty: int,
+        price: i64,
+        qty: i64,
         reduce_only: bool,
     ) -> None:
         self.ts = ts
@@ -117,10 +119,10 @@ class Trade(SequencedEvent):
     fill realized for each side; ``*_remaining`` the order's unfilled quantity after the fill.
     """
 
-    trade_id: int
-    price: int
-    qty: int
-    taker_side: int
+    trade_id: i64
+    price: i64
+    qty: i64
+    taker_side: i64
     maker_order_id: int
     taker_order_id: int
     maker_account: str
@@ -129,18 +131,18 @@ class Trade(SequencedEvent):
     taker_fee: int
     maker_realized: int
     taker_realized: int
-    maker_remaining: int
-    taker_remaining: int
+    maker_remaining: i64
+    taker_remaining: i64
 
     def __init__(  # by hand, in field order: compiled, unlike dataclass's
         self,
         ts: int,
         stream: str,
-        seq: int,
-        trade_id: int,
-        price: int,
-        qty: int,
-        taker_side: int,
+        seq: i64,
+        trade_id: i64,
+        price: i64,
+        qty: i64,
+        taker_side: i64,
         maker_order_id: int,
         taker_order_id: int,
         maker_account: str,
@@ -149,8 +151,8 @@ class Trade(SequencedEvent):
         taker_fee: int,
         maker_realized: int,
         taker_realized: int,
-        maker_remaining: int,
-        taker_remaining: int,
+        maker_remaining: i64,
+        taker_remaining: i64,
     ) -> None:
         self.ts = ts
         self.stream = stream
@@ -182,22 +184,22 @@ class OrderCanceled(SequencedEvent):
     order_id: int
     client_id: str | None
     account: str
-    side: int
-    price: int
-    remaining: int
+    side: i64
+    price: i64
+    remaining: i64
     reason: str
 
     def __init__(  # by hand, in field order: compiled, unlike dataclass's
         self,
         ts: int,
         stream: str,
-        seq: int,
+        seq: i64,
         order_id: int,
         client_id: str | None,
         account: str,
-        side: int,
-        price: int,
-        remaining: int,
+        side: i64,
+        price: i64,
+        remaining: i64,
         reason: str,
     ) -> None:
         self.ts = ts
@@ -218,25 +220,25 @@ class OrderAmended(SequencedEvent):
 
     order_id: int
     account: str
-    side: int
-    old_price: int
-    price: int
-    qty: int
-    remaining: int
+    side: i64
+    old_price: i64
+    price: i64
+    qty: i64
+    remaining: i64
     priority_kept: bool
 
     def __init__(  # by hand, in field order: compiled, unlike dataclass's
         self,
         ts: int,
         stream: str,
-        seq: int,
+        seq: i64,
         order_id: int,
         account: str,
-        side: int,
-        old_price: int,
-        price: int,
-        qty: int,
-        remaining: int,
+        side: i64,
+        old_price: i64,
+        price: i64,
+        qty: i64,
+        remaining: i64,
         priority_kept: bool,
     ) -> None:
         self.ts = ts

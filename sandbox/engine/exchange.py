@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from heapq import heapify, heappop
 from typing import Any, Final, TypeVar
 
-from mypy_extensions import mypyc_attr
+from mypy_extensions import i64, mypyc_attr
 
 from perpbot.risk.margin import (
     RATE_SCALE,
@@ -78,7 +78,7 @@ from .events import (
     Withdrawn,
 )
 from .funding import FundingCalculator, funding_payments, impact_price, premium_index
-from .instruments import Instrument
+from .instruments import MAX_TICKS, Instrument
 from .liquidation import (
     LiquidationConfig,
     LiquidationMode,
@@ -167,8 +167,8 @@ class Market:
         self.index = instrument.initial_price
         self.index_degraded = False
         self.last: int | None = None
-        self.seq = 0
-        self.trade_id = 0
+        self.seq: i64 = 0
+        self.trade_id: i64 = 0
         self.index_calc = IndexCalculator(mech.index)
         self.mark_calc = MarkCalculator(mech.mark)
         self.funding = FundingCalculator(mech.funding)
@@ -189,10 +189,13 @@ class Market:
         never fills beyond ``max_buy`` / ``min_sell`` (mark +- market_band, rounded inward)."""
         inst = self.instrument
         self.mark = mark
+        # No order price exceeds MAX_TICKS: the upper limits are held at it (so a mark that high
+        # refuses every limit order), and so is a market order's protection limit (the book's
+        # prices are all at most MAX_TICKS: holding the limit there changes no fill).
         self.min_price = ceil_div(mark * (RATE_SCALE - inst.price_band), RATE_SCALE)
-        self.max_price = mark * (RATE_SCALE + inst.price_band) // RATE_SCALE
-        self.max_buy = mark * (RATE_SCALE + inst.market_band) // RATE_SCALE
-        self.min_sell = ceil_div(mark * (RATE_SCALE - inst.market_band), RATE_SCALE)
+        self.max_price = min(mark * (RATE_SCALE + inst.price_band) // RATE_SCALE, MAX_TICKS)
+        self.max_buy = min(mark * (RATE_SCALE + inst.market_band) // RATE_SCALE, MAX_TICKS)
+        self.min_sell = min(ceil_div(mark * (RATE_SCALE - inst.market_band), RATE_SCALE), MAX_TICKS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -526,19 +529,21 @@ class Exchange:
         account: Account,
         market: Market,
         pos: Position,
-        buy: tuple[int, int],
-        sell: tuple[int, int],
+        buy_qty: i64,
+        buy_value: int,
+        sell_qty: i64,
+        sell_value: int,
         leverage: int,
         max_exposure: int,
-        *,
         released_margin: int = 0,
     ) -> int:
-        """Validate a would-be order set ``buy``/``sell`` = (qty, value) for the position;
-        return the order margin it would hold. Raises if the worst-case exposure exceeds the
-        bracket or the extra margin exceeds the available balance."""
+        """Validate a would-be order set (quantity and value of the buys and of the sells)
+        for the position; return the order margin it would hold. Raises if the worst-case
+        exposure exceeds the bracket or the extra margin exceeds the available balance.
+        (Scalars, not (qty, value) pairs: compiled, each tuple is an allocation.)"""
         size = pos.size
         # (not max() and abs(): compiled, those box their arguments)
-        after_buys, after_sells = size + buy[0], size - sell[0]
+        after_buys, after_sells = size + int(buy_qty), size - int(sell_qty)
         after_buys = after_buys if after_buys >= 0 else -after_buys
         after_sells = after_sells if after_sells >= 0 else -after_sells
         worst = after_buys if after_buys > after_sells else after_sells
@@ -552,7 +557,9 @@ class Exchange:
                 max_notional=max_exposure,
                 leverage=leverage,
             )
-        reserve = order_reserve(size, buy[0], buy[1], sell[0], sell[1], leverage, market.factor)
+        reserve = order_reserve(
+            size, buy_qty, buy_value, sell_qty, sell_value, leverage, market.factor
+        )
         required = reserve - pos.reserve - released_margin
         if required > 0:
             available = self._available(account)
@@ -597,7 +604,7 @@ class Exchange:
         # Validated values become typed locals (plain ints): fast in compiled arithmetic.
         given_side = fields[_SIDE]
         if given_side is _BUY:
-            side = 1
+            side: i64 = 1
         elif given_side is _SELL:
             side = -1
         elif type(given_side) is int and (given_side == 1 or given_side == -1):
@@ -611,12 +618,12 @@ class Exchange:
             raise EngineError(
                 RejectCode.INVALID_QUANTITY, f"quantity {given_qty!r} must be lots > 0"
             )
-        qty: int = given_qty
-        if qty <= 0:
-            raise EngineError(RejectCode.INVALID_QUANTITY, f"quantity {qty!r} must be lots > 0")
-        if qty < inst.min_qty:
+        lots: int = given_qty  # (a typed local: compiled, ``given_qty`` stays an object)
+        if lots <= 0:
+            raise EngineError(RejectCode.INVALID_QUANTITY, f"quantity {lots!r} must be lots > 0")
+        if lots < inst.min_qty:
             raise EngineError(
-                RejectCode.QTY_BELOW_MIN, f"quantity {qty} < {inst.min_qty}", min_qty=inst.min_qty
+                RejectCode.QTY_BELOW_MIN, f"quantity {lots} < {inst.min_qty}", min_qty=inst.min_qty
             )
         mark = market.mark
         given_type = fields[_ORDER_TYPE]
@@ -644,7 +651,9 @@ class Exchange:
             max_qty = inst.max_qty
             if price > market.max_price or price < market.min_price:  # (a call only to raise)
                 self._check_band(market, price)
-            limit = notional_price = price
+            # Within the band, so at most MAX_TICKS: a machine integer from here on.
+            limit: i64 = price
+            notional_price = price
         else:
             if fields[_PRICE] is not None:
                 raise EngineError(RejectCode.INVALID_ORDER, "a market order takes no price")
@@ -655,10 +664,11 @@ class Exchange:
             # Protection limit: never sweep beyond mark * (1 +- market_band), rounded inward.
             limit = market.max_buy if side > 0 else market.min_sell
             notional_price = mark
-        if qty > max_qty:
+        if lots > max_qty:
             raise EngineError(
-                RejectCode.QTY_ABOVE_MAX, f"quantity {qty} > {max_qty}", max_qty=max_qty
+                RejectCode.QTY_ABOVE_MAX, f"quantity {lots} > {max_qty}", max_qty=max_qty
             )
+        qty: i64 = lots  # at most the instrument's max_qty, so at most MAX_LOTS
         given_stp = fields[_STP]
         stp = (
             self.config.default_stp
@@ -708,7 +718,7 @@ class Exchange:
             qty = min(qty, abs(size))  # never more than the position it reduces
             reserve = pos.reserve
         else:
-            notional = mul(notional_price * qty, market.factor)
+            notional = mul(notional_price * int(qty), market.factor)
             if notional < inst.min_notional:
                 raise EngineError(
                     RejectCode.NOTIONAL_BELOW_MIN,
@@ -716,15 +726,25 @@ class Exchange:
                     notional=notional,
                     min_notional=inst.min_notional,
                 )
-            value = limit * qty
+            value = int(limit * qty)  # (ticks x lots < 2**62; sums of them are Python ints)
+            buy_qty, buy_value = pos.buy_qty, pos.buy_value
+            sell_qty, sell_value = pos.sell_qty, pos.sell_value
             if side > 0:
-                buy = (pos.buy_qty + qty, pos.buy_value + value)
-                sell = (pos.sell_qty, pos.sell_value)
+                buy_qty += qty
+                buy_value += value
             else:
-                buy = (pos.buy_qty, pos.buy_value)
-                sell = (pos.sell_qty + qty, pos.sell_value + value)
+                sell_qty += qty
+                sell_value += value
             reserve = self._check_exposure_and_margin(
-                account, market, pos, buy, sell, pos.leverage, pos.max_exposure
+                account,
+                market,
+                pos,
+                buy_qty,
+                buy_value,
+                sell_qty,
+                sell_value,
+                pos.leverage,
+                pos.max_exposure,
             )
         if tif is _FOK:
             fillable = self._fillable(market, book_side, account.id, limit, qty, stp)
@@ -763,9 +783,9 @@ class Exchange:
         market: Market,
         account: Account,
         pos: Position,
-        side: int,
-        price: int,
-        qty: int,
+        side: i64,
+        price: i64,
+        qty: i64,
         order_type: OrderType,
         tif: TimeInForce,
         reduce_only: bool,
@@ -867,10 +887,10 @@ class Exchange:
         remaining = order.remaining
         if order.side > 0:
             pos.buy_qty += remaining
-            pos.buy_value += order.price * remaining
+            pos.buy_value += int(order.price * remaining)
         else:
             pos.sell_qty += remaining
-            pos.sell_value += order.price * remaining
+            pos.sell_value += int(order.price * remaining)
         if reserve < 0:  # not known: computed
             self._set_reserve(account, pos, market.factor)
         else:
@@ -890,10 +910,10 @@ class Exchange:
             remaining = order.remaining
             if order.side > 0:
                 pos.buy_qty -= remaining
-                pos.buy_value -= order.price * remaining
+                pos.buy_value -= int(order.price * remaining)
             else:
                 pos.sell_qty -= remaining
-                pos.sell_value -= order.price * remaining
+                pos.sell_value -= int(order.price * remaining)
             self._set_reserve(account, pos, market.factor)
         return pos
 
@@ -999,7 +1019,7 @@ class Exchange:
         sign = book_side.sign
         simulated: dict[str, int] = {}  # position sizes of makers with reduce-only orders
         for level in book_side.sorted_levels():
-            if sign * level.price > sign * limit:
+            if (level.price > limit) if sign > 0 else (level.price < limit):
                 break
             for maker in level.orders[level.head :]:
                 if not maker.live:
@@ -1008,7 +1028,7 @@ class Exchange:
                     if stp == _CANCEL_MAKER:
                         continue
                     return total
-                take = maker.remaining
+                take = int(maker.remaining)  # (sums below stay Python ints)
                 size = simulated.get(maker.account)
                 if size is None:
                     pos = maker.pos
@@ -1019,7 +1039,7 @@ class Exchange:
                             continue  # cancelled by the time the sweep reaches it
                         take = min(take, abs(size))
                     take = min(take, qty - total)
-                    simulated[maker.account] = size + maker.side * take
+                    simulated[maker.account] = size + int(maker.side) * take
                 total += take
                 if total >= qty:
                     return total
@@ -1105,10 +1125,10 @@ class Exchange:
         if not maker.reduce_only:
             if maker.side > 0:
                 maker_pos.buy_qty -= qty
-                maker_pos.buy_value -= price * qty
+                maker_pos.buy_value -= int(price * qty)
             else:
                 maker_pos.sell_qty -= qty
-                maker_pos.sell_value -= price * qty
+                maker_pos.sell_value -= int(price * qty)
         maker_fee = mul_rate_ceil(notional, inst.maker_fee)
         # A liquidation pays the liquidation fee (to the insurance fund) instead of a taker fee.
         taker_fee = (
@@ -1311,18 +1331,25 @@ class Exchange:
                 raise EngineError(
                     RejectCode.NOTIONAL_BELOW_MIN, f"notional {notional} < {inst.min_notional}"
                 )
-            old_value = order.price * order.remaining
-            buy = (pos.buy_qty, pos.buy_value)
-            sell = (pos.sell_qty, pos.sell_value)
+            old_value = int(order.price * order.remaining)
+            buy_qty, buy_value = pos.buy_qty, pos.buy_value
+            sell_qty, sell_value = pos.sell_qty, pos.sell_value
             if order.side > 0:
-                buy = (buy[0] - order.remaining + remaining, buy[1] - old_value + price * remaining)
+                buy_qty += remaining - order.remaining
+                buy_value += price * remaining - old_value
             else:
-                sell = (
-                    sell[0] - order.remaining + remaining,
-                    sell[1] - old_value + price * remaining,
-                )
+                sell_qty += remaining - order.remaining
+                sell_value += price * remaining - old_value
             self._check_exposure_and_margin(
-                account, market, pos, buy, sell, pos.leverage, pos.max_exposure
+                account,
+                market,
+                pos,
+                buy_qty,
+                buy_value,
+                sell_qty,
+                sell_value,
+                pos.leverage,
+                pos.max_exposure,
             )
 
         now = self._now()
@@ -1454,11 +1481,13 @@ class Exchange:
             account,
             market,
             pos,
-            (pos.buy_qty, pos.buy_value),
-            (pos.sell_qty, pos.sell_value),
+            pos.buy_qty,
+            pos.buy_value,
+            pos.sell_qty,
+            pos.sell_value,
             leverage,
             max_exposure,
-            released_margin=old_position_margin - new_position_margin,
+            old_position_margin - new_position_margin,  # released margin
         )
         _keep_position(account, pos)
         pos.leverage = leverage
@@ -1973,7 +2002,10 @@ class Exchange:
         now: int,
     ) -> tuple[int, int]:
         """An IOC reduce-only order for the account into the book, never beyond ``limit``.
-        Returns (filled lots, filled notional in money units)."""
+        Returns (filled lots, filled notional in money units). (The limit, the bankruptcy
+        price, can lie outside 0..MAX_TICKS; the order's is held within, where every resting
+        price is, so it fills the same.)"""
+        limit = 0 if limit < 0 else MAX_TICKS if limit > MAX_TICKS else limit
         order, accepted = self._accept(
             market,
             account,
@@ -1994,7 +2026,7 @@ class Exchange:
         pos = account.positions[market.symbol]
         self._execute(market, account, pos, order, book_side, events, now)
         notional = sum(
-            e.price * e.qty * market.factor
+            int(e.price * e.qty) * market.factor
             for e in events[first:]
             if isinstance(e, Trade) and e.taker_order_id == order.id
         )

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
+from typing import Final
 
 from perpbot.risk.margin import (
     MONEY_SCALE,
@@ -26,6 +27,12 @@ from .funding import FundingConfig
 from .mechanics import MarketMechanics
 
 DecimalLike = Decimal | str | int
+
+# The largest order price (ticks) and order quantity (lots) the engine takes. A price times a
+# quantity is then below 2**62: the compiled engine keeps prices, quantities and counts as
+# 64-bit machine integers (money stays in Python ints, which never overflow).
+MAX_TICKS: Final = 2**31 - 1
+MAX_LOTS: Final = 2**31 - 1
 
 # Binance BTCUSDT brackets (tiers 1-6, snapshot 2024-10): (notional cap USDT, max leverage, mmr).
 DEFAULT_BRACKET_ROWS: tuple[tuple[str, int, str], ...] = (
@@ -80,8 +87,12 @@ class Instrument:
         if factor != factor.to_integral_value() or factor <= 0:
             raise ValueError(f"{self.symbol}: tick*lot must be a whole number of 1e-8 USDT")
         object.__setattr__(self, "notional_factor", int(factor))
-        if not 0 < self.min_qty <= self.market_max_qty <= self.max_qty:
-            raise ValueError(f"{self.symbol}: need 0 < min_qty <= market_max_qty <= max_qty")
+        if not 0 < self.min_qty <= self.market_max_qty <= self.max_qty <= MAX_LOTS:
+            raise ValueError(
+                f"{self.symbol}: need 0 < min_qty <= market_max_qty <= max_qty <= {MAX_LOTS}"
+            )
+        if not 0 < self.initial_price <= MAX_TICKS:
+            raise ValueError(f"{self.symbol}: initial price must be 1..{MAX_TICKS} ticks")
         if not 1 <= self.default_leverage <= self.brackets[0].max_leverage:
             raise ValueError(f"{self.symbol}: default leverage outside the first bracket")
 

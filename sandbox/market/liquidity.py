@@ -339,9 +339,9 @@ class LiquidityAgent:
                 ops.append(_Op(side, level, price, qty, None, price))
                 continue
             new_price = price
-            close = abs(order.price - price) <= thresholds[level]
+            close = abs(int(order.price) - price) <= thresholds[level]
             if close and qty >= self._min_lots(order.price):
-                if refill * qty <= order.remaining <= qty:
+                if refill * qty <= int(order.remaining) <= qty:
                     continue  # keep: priority is worth more than a tick or two
                 new_price = order.price  # resize in place
             if order.filled + qty > max_qty:
