@@ -10,6 +10,13 @@ part of the API: the hottest events are built positionally (keyword construction
 slotted dataclass costs about a tenth of a command), and those four (OrderAccepted, Trade,
 OrderCanceled, OrderAmended) have a hand-written ``__init__`` in field order - when the engine
 is compiled (see README), mypyc compiles it, while dataclass's generated one stays interpreted.
+
+Compiled, events are not tracked by the cyclic garbage collector (mypyc's ``acyclic``): each
+command makes one or more and its caller usually drops them at once, and an untracked object is
+smaller (no collector header) and cheaper to make and free. Their fields are typed values
+(strings, numbers, enums; a rejection's details dict, a list of names): an event can only be in
+a reference cycle that code outside the engine builds through those containers, and such a
+cycle would not be freed.
 """
 
 from __future__ import annotations
@@ -19,13 +26,14 @@ from dataclasses import dataclass, fields
 from enum import Enum
 from typing import Any, Final
 
-from mypy_extensions import i64
+from mypy_extensions import i64, mypyc_attr
 
 from .codes import RejectCode
 
 ACCOUNTS_STREAM: Final = "accounts"
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class Event:
     """Base of every event; ``ts`` is the clock's time in milliseconds."""
@@ -41,6 +49,7 @@ class Event:
         return record
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class Rejected(Event):
     """The command was refused and changed nothing."""
@@ -50,12 +59,14 @@ class Rejected(Event):
     details: dict[str, Any]
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class SequencedEvent(Event):
     stream: str
     seq: i64
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class Deposited(SequencedEvent):
     account: str
@@ -63,6 +74,7 @@ class Deposited(SequencedEvent):
     collateral: int
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class Withdrawn(SequencedEvent):
     account: str
@@ -70,6 +82,7 @@ class Withdrawn(SequencedEvent):
     collateral: int
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True, init=False)
 class OrderAccepted(SequencedEvent):
     order_id: int
@@ -111,6 +124,7 @@ class OrderAccepted(SequencedEvent):
         self.reduce_only = reduce_only
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True, init=False)
 class Trade(SequencedEvent):
     """One fill between a resting (maker) and an incoming (taker) order, at the maker's price.
@@ -173,6 +187,7 @@ class Trade(SequencedEvent):
         self.taker_remaining = taker_remaining
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True, init=False)
 class OrderCanceled(SequencedEvent):
     """An order left the book unfilled (in part or whole).
@@ -214,6 +229,7 @@ class OrderCanceled(SequencedEvent):
         self.reason = reason
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True, init=False)
 class OrderAmended(SequencedEvent):
     """``price``/``qty`` are the new values; ``old_price`` where the order rested before."""
@@ -254,23 +270,27 @@ class OrderAmended(SequencedEvent):
         self.priority_kept = priority_kept
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class LeverageChanged(SequencedEvent):
     account: str
     leverage: int
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class MarkPriceSet(SequencedEvent):
     price: int
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class IndexSourceUpdated(SequencedEvent):
     source: str
     price: int
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class PricesUpdated(SequencedEvent):
     """The scheduled index and mark update. ``funding_rate`` is the predicted rate used in P1."""
@@ -282,6 +302,7 @@ class PricesUpdated(SequencedEvent):
     next_funding_ts: int
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class IndexDegraded(SequencedEvent):
     """Fewer than two usable sources: the index holds ``held`` until they come back.
@@ -291,11 +312,13 @@ class IndexDegraded(SequencedEvent):
     excluded: list[str]
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class IndexRestored(SequencedEvent):
     index: int
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class FundingSettled(SequencedEvent):
     """Funding at ``funding_ts``: every position paid ``size * mark * rate`` (longs pay when the
@@ -308,6 +331,7 @@ class FundingSettled(SequencedEvent):
     residue: int
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class FundingPaid(SequencedEvent):
     """One account's funding; ``amount`` > 0 paid, < 0 received."""
@@ -317,6 +341,7 @@ class FundingPaid(SequencedEvent):
     amount: int
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class MarginCall(SequencedEvent):
     """Maintenance margin reached the margin-call share of equity (still above liquidation)."""
@@ -326,6 +351,7 @@ class MarginCall(SequencedEvent):
     maintenance_margin: int
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class LiquidationStarted(SequencedEvent):
     account: str
@@ -334,6 +360,7 @@ class LiquidationStarted(SequencedEvent):
     orders_cancelled: int
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class LiquidationFill(SequencedEvent):
     """One liquidation step in one market: how much was to be closed and where it went.
@@ -357,6 +384,7 @@ class LiquidationFill(SequencedEvent):
     maintenance_margin: int
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class PositionTransferred(SequencedEvent):
     """A position moved between accounts off the book at ``price``.
@@ -372,6 +400,7 @@ class PositionTransferred(SequencedEvent):
     reason: str
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class InsuranceFundUsed(SequencedEvent):
     """The insurance fund absorbed ``amount`` (> 0): a takeover below mark value, or a deficit
@@ -383,6 +412,7 @@ class InsuranceFundUsed(SequencedEvent):
     reason: str
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class LiquidationFinished(SequencedEvent):
     account: str
@@ -390,6 +420,7 @@ class LiquidationFinished(SequencedEvent):
     maintenance_margin: int
 
 
+@mypyc_attr(acyclic=True)
 @dataclass(slots=True)
 class BackstopRegistered(SequencedEvent):
     account: str

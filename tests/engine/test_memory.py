@@ -1,5 +1,5 @@
-"""Memory management: orders stay out of the cyclic GC when compiled, and a dropped exchange is
-freed all the same (its finalizer breaks the cycles that run through orders)."""
+"""Memory management: orders and events stay out of the cyclic GC when compiled, and a dropped
+exchange is freed all the same (its finalizer breaks the cycles that run through orders)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from collections import Counter
 import pytest
 
 from perpbot._native import is_compiled
-from sandbox.engine import AmendOrder, CancelOrder, Exchange, default_instruments
+from sandbox.engine import AmendOrder, CancelOrder, Exchange, Rejected, default_instruments
 from sandbox.engine.accounts import Account, Position
 from sandbox.engine.book import Level, Order
 
@@ -47,6 +47,15 @@ def test_orders_are_kept_out_of_the_cyclic_gc_when_compiled() -> None:
     ex, order = _busy_exchange()
     assert gc.is_tracked(order) is (not is_compiled())
     assert gc.is_tracked(ex.accounts["bob"])  # everything else is tracked as usual
+
+
+def test_events_are_kept_out_of_the_cyclic_gc_when_compiled() -> None:
+    ex = make_exchange()
+    events = open_position(ex, "alice", BUY, 5) + ex.submit(CancelOrder("alice", BTC, order_id=99))
+    assert {type(e).__name__ for e in events} >= {"OrderAccepted", "Trade", "Rejected"}
+    assert isinstance(events[-1], Rejected) and events[-1].details == {}
+    for event in events:
+        assert gc.is_tracked(event) is (not is_compiled()), event
 
 
 def test_a_dropped_exchange_is_freed() -> None:
