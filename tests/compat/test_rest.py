@@ -96,6 +96,7 @@ async def test_exchange_info_describes_usdt_perpetuals(http: httpx.AsyncClient) 
     )
     filters = {f["filterType"]: f for f in btc["filters"]}
     assert filters["PRICE_FILTER"]["tickSize"] == "0.1"
+    assert filters["PRICE_FILTER"]["maxPrice"] == "214748364.7"  # MAX_TICKS ticks
     assert filters["LOT_SIZE"]["stepSize"] == "0.001"
     assert filters["MARKET_LOT_SIZE"]["maxQty"] == "120"
     assert filters["MIN_NOTIONAL"]["notional"] == "100"

@@ -12,7 +12,7 @@ from collections import OrderedDict
 from decimal import ROUND_HALF_EVEN, Decimal, localcontext
 from typing import Any
 
-from sandbox.engine import Instrument
+from sandbox.engine import MAX_TICKS, Instrument
 from sandbox.engine.book import Order
 from sandbox.engine.events import Event, Trade
 from sandbox.engine.exchange import AccountView, Exchange, PositionView
@@ -394,7 +394,7 @@ def symbol_info(inst: Instrument, onboard_ms: int, max_orders: int) -> dict[str,
             {
                 "filterType": "PRICE_FILTER",
                 "minPrice": tick,
-                "maxPrice": dec(inst.tick_size * 10**12),
+                "maxPrice": dec(inst.tick_size * MAX_TICKS),  # the engine's bound on any price
                 "tickSize": tick,
             },
             {
