@@ -43,7 +43,7 @@ class Order:
     most of the engine's long-lived objects, and young-generation passes over them cost about
     a quarter of its time. Their back-references (``owner``, ``pos``, ``level``) do make cycles
     with the containers that hold them; ``Exchange.__del__`` breaks those. Compiled, an order
-    is 176 bytes: a field less and the two flags side by side, where 192 bytes (pymalloc's
+    is 176 bytes: a field less and the three flags side by side, where 192 bytes (pymalloc's
     size class, whose blocks all start 48 bytes into a cache line) spanned four lines each."""
 
     __slots__ = (
@@ -65,6 +65,7 @@ class Order:
         "side",
         "status",
         "stp",
+        "superseded",
         "tif",
         "ts",
     )
@@ -97,7 +98,10 @@ class Order:
         self.order_type = order_type
         self.tif = tif
         self.reduce_only = reduce_only
-        self.live = False  # (next to reduce_only: compiled, the two flags share 8 bytes)
+        self.live = False  # (next to reduce_only: compiled, the flags share 8 bytes)
+        # Its client id was taken over by a newer order of the account, after this one had
+        # expired from the recent window: forgetting it must leave the id to that order.
+        self.superseded = False
         self.client_id = client_id
         self.stp = stp
         self.ts = ts

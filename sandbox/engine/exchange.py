@@ -134,7 +134,7 @@ class Market:
         "index_degraded",
         "instrument",
         "insurance",
-        "last",
+        "last_price",
         "liquidation",
         "mark",
         "mark_calc",
@@ -166,7 +166,10 @@ class Market:
         self.set_mark(instrument.initial_price)
         self.index = instrument.initial_price
         self.index_degraded = False
-        self.last: int | None = None
+        # The last trade's price, 0 before the first trade (see ``last``): compiled, a machine
+        # integer is stored as it is, where an ``int | None`` is a boxed object, made anew by
+        # every fill.
+        self.last_price: i64 = 0
         self.seq: i64 = 0
         self.trade_id: i64 = 0
         self.index_calc = IndexCalculator(mech.index)
@@ -182,6 +185,11 @@ class Market:
         self.insurance = f"insurance:{instrument.symbol}"
         self.backstops: dict[str, tuple[int, int]] = {}  # account -> (max_qty, discount)
         self.holders: dict[str, None] = {}  # accounts with a position here (insertion order)
+
+    @property
+    def last(self) -> int | None:
+        """The last trade's price (ticks); None before the first trade."""
+        return self.last_price if self.last_price else None
 
     def set_mark(self, mark: int) -> None:
         """Set the mark and the price limits derived from it: a limit order's price must lie in
@@ -296,10 +304,8 @@ def _keep_position(account: Account, pos: Position) -> None:
 def _release_client_id(account: Account, order: Order) -> None:
     """Free a forgotten order's client id, unless a newer order of the account holds it."""
     client_id = order.client_id
-    if client_id is not None:
-        client_ids = account.client_ids
-        if client_ids.get(client_id) is order:
-            del client_ids[client_id]
+    if client_id is not None and not order.superseded:
+        del account.client_ids[client_id]
 
 
 def _is_int(value: object) -> bool:
@@ -813,7 +819,12 @@ class Exchange:
             pos,
         )
         if client_id is not None:
-            account.client_ids[client_id] = order
+            # One probe when the id is new (the usual case). An order still remembered, but
+            # past the recent window, may hold it: this order takes it over (see superseded).
+            holder = account.client_ids.setdefault(client_id, order)
+            if holder is not order:
+                holder.superseded = True
+                account.client_ids[client_id] = order
         market.seq += 1
         accepted = OrderAccepted(  # positional: keyword construction costs ~10% of a command
             now,  # ts
@@ -1152,7 +1163,7 @@ class Exchange:
         self._set_reserve(maker_account, maker_pos, factor)
         self._set_reserve(taker_account, taker_pos, factor)
 
-        market.last = price
+        market.last_price = price
         market.trade_id += 1
         market.seq += 1
         events.append(

@@ -625,6 +625,12 @@ class ExchangeMachine(RuleBasedStateMachine):
             for client_id, order in acc.client_ids.items():  # open or remembered, nothing else
                 assert order.client_id == client_id
                 assert (order.live and order.id in acc.open_orders) or order.id in remembered
+            # ... and each of those holds its id, unless a newer order took it over (superseded)
+            for order in [*acc.open_orders.values(), *acc.finished]:
+                if order.client_id is not None:
+                    holds = acc.client_ids.get(order.client_id) is order
+                    assert holds is not order.superseded, order
+                    assert not (order.live and order.superseded), order
 
     @invariant()
     def margin_check_bookkeeping_is_consistent(self) -> None:

@@ -739,10 +739,17 @@ def test_client_id_reusable_after_the_recent_ttl() -> None:
     clock.advance(1)  # now outside
     new_id = accepted_id(ok(ex.submit(again)))
     assert new_id != oid
+    # The first order is still in the history, past the window: the new one took its id over.
+    alice = ex.accounts["alice"]
+    assert [(o.id, o.superseded) for o in alice.finished] == [(oid, True)]
     found = ex.get_order("alice", client_id="c1")
     assert found is not None and found.id == new_id
     (cancel,) = ok(ex.submit(CancelOrder("alice", BTC, client_id="c1")))
     assert cancel.order_id == new_id  # type: ignore[attr-defined]
+    # Finishing it forgot the first order (expired): the id stays with the new one.
+    assert [o.id for o in alice.finished] == [new_id]
+    assert alice.client_ids["c1"].id == new_id
+    assert_rejected(ex, again, RejectCode.DUPLICATE_CLIENT_ORDER_ID)
 
 
 def test_open_order_client_id_never_expires() -> None:
