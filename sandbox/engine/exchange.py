@@ -682,9 +682,10 @@ class Exchange:
             else _member(SelfTradePrevention, given_stp)
         )
         given_client_id = fields[_PLACE_CLIENT_ID]
-        client_id = (
+        taken_over = (
             None if given_client_id is None else self._check_client_id(account, given_client_id)
         )
+        client_id = given_client_id if isinstance(given_client_id, str) else None  # (checked)
         pos = account.positions.get(market.symbol)
         if pos is None:
             pos = self._position(account, market)  # a detached blank one
@@ -778,6 +779,8 @@ class Exchange:
             stp,
             now,
         )
+        if taken_over is not None:  # (rare) forgetting it must leave the id to the new order
+            taken_over.superseded = True
         # (a list display: made with its one item, no growth on a first append)
         events: list[Event] = [accepted]
         # ``reserve`` is the order margin if the whole order rests with nothing else changed.
@@ -819,12 +822,7 @@ class Exchange:
             pos,
         )
         if client_id is not None:
-            # One probe when the id is new (the usual case). An order still remembered, but
-            # past the recent window, may hold it: this order takes it over (see superseded).
-            holder = account.client_ids.setdefault(client_id, order)
-            if holder is not order:
-                holder.superseded = True
-                account.client_ids[client_id] = order
+            account.client_ids[client_id] = order
         market.seq += 1
         accepted = OrderAccepted(  # positional: keyword construction costs ~10% of a command
             now,  # ts
@@ -983,8 +981,10 @@ class Exchange:
         account.done_head = head if count else 0
         account.done_count = count
 
-    def _check_client_id(self, account: Account, client_id: object) -> str:
-        """``client_id``, if it is well-formed and not in use by an open or recent order."""
+    def _check_client_id(self, account: Account, client_id: object) -> Order | None:
+        """Check that ``client_id`` is well-formed and not in use by an open or recent order.
+        Returns the finished order that still holds it past the recent window (the new order
+        takes the id over: see ``Order.superseded``), usually None."""
         if not isinstance(client_id, str) or not (
             # ASCII letters and digits only (the usual case) pass without the regex
             (0 < len(client_id) <= 36 and _IS_ASCII(client_id) and client_id.isalnum())
@@ -996,9 +996,9 @@ class Exchange:
             )
         existing = account.client_ids.get(client_id)
         if existing is None:
-            return client_id
+            return None
         if not existing.live and existing.done_ts < (self._now() - self.config.recent_order_ttl_ms):
-            return client_id  # expired from the recent window; _finish prunes it lazily
+            return existing  # expired from the recent window; _finish prunes it lazily
         raise EngineError(
             RejectCode.DUPLICATE_CLIENT_ORDER_ID,
             f"client order id {client_id!r} is already used by order {existing.id}",
