@@ -535,18 +535,25 @@ class Exchange:
         account: Account,
         market: Market,
         pos: Position,
-        buy_qty: i64,
-        buy_value: int,
-        sell_qty: i64,
-        sell_value: int,
+        side: i64,
+        add_qty: i64,
+        add_value: int,
         leverage: int,
         max_exposure: int,
         released_margin: int = 0,
     ) -> int:
-        """Validate a would-be order set (quantity and value of the buys and of the sells)
-        for the position; return the order margin it would hold. Raises if the worst-case
-        exposure exceeds the bracket or the extra margin exceeds the available balance.
-        (Scalars, not (qty, value) pairs: compiled, each tuple is an allocation.)"""
+        """Validate the position's open orders with ``add_qty`` lots of ``add_value`` added
+        on ``side`` (1 buys, -1 sells, 0 neither; negative amounts remove); return the order
+        margin they would hold. Raises if the worst-case exposure exceeds the bracket or the
+        extra margin exceeds the available balance."""
+        buy_qty, buy_value = pos.buy_qty, pos.buy_value
+        sell_qty, sell_value = pos.sell_qty, pos.sell_value
+        if side > 0:
+            buy_qty += add_qty
+            buy_value += add_value
+        elif side < 0:
+            sell_qty += add_qty
+            sell_value += add_value
         size = pos.size
         # (not max() and abs(): compiled, those box their arguments)
         after_buys, after_sells = size + int(buy_qty), size - int(sell_qty)
@@ -734,24 +741,8 @@ class Exchange:
                     min_notional=inst.min_notional,
                 )
             value = int(limit * qty)  # (ticks x lots < 2**62; sums of them are Python ints)
-            buy_qty, buy_value = pos.buy_qty, pos.buy_value
-            sell_qty, sell_value = pos.sell_qty, pos.sell_value
-            if side > 0:
-                buy_qty += qty
-                buy_value += value
-            else:
-                sell_qty += qty
-                sell_value += value
             reserve = self._check_exposure_and_margin(
-                account,
-                market,
-                pos,
-                buy_qty,
-                buy_value,
-                sell_qty,
-                sell_value,
-                pos.leverage,
-                pos.max_exposure,
+                account, market, pos, side, qty, value, pos.leverage, pos.max_exposure
             )
         if tif is _FOK:
             fillable = self._fillable(market, book_side, account.id, limit, qty, stp)
@@ -1343,22 +1334,13 @@ class Exchange:
                     RejectCode.NOTIONAL_BELOW_MIN, f"notional {notional} < {inst.min_notional}"
                 )
             old_value = int(order.price * order.remaining)
-            buy_qty, buy_value = pos.buy_qty, pos.buy_value
-            sell_qty, sell_value = pos.sell_qty, pos.sell_value
-            if order.side > 0:
-                buy_qty += remaining - order.remaining
-                buy_value += price * remaining - old_value
-            else:
-                sell_qty += remaining - order.remaining
-                sell_value += price * remaining - old_value
             self._check_exposure_and_margin(
                 account,
                 market,
                 pos,
-                buy_qty,
-                buy_value,
-                sell_qty,
-                sell_value,
+                order.side,
+                remaining - order.remaining,
+                price * remaining - old_value,
                 pos.leverage,
                 pos.max_exposure,
             )
@@ -1492,10 +1474,9 @@ class Exchange:
             account,
             market,
             pos,
-            pos.buy_qty,
-            pos.buy_value,
-            pos.sell_qty,
-            pos.sell_value,
+            0,  # no order added
+            0,
+            0,
             leverage,
             max_exposure,
             old_position_margin - new_position_margin,  # released margin
