@@ -540,6 +540,7 @@ class Exchange:
         add_value: int,
         leverage: int,
         max_exposure: int,
+        *,
         released_margin: int = 0,
     ) -> int:
         """Validate the position's open orders with ``add_qty`` lots of ``add_value`` added
@@ -614,7 +615,7 @@ class Exchange:
             raise _unknown_account(fields[_ACCOUNT])
         account = owner
         inst = market.instrument
-        # Validated values become typed locals (plain ints): fast in compiled arithmetic.
+        # Validated values become typed locals (machine or plain ints): fast when compiled.
         given_side = fields[_SIDE]
         if given_side is _BUY:
             side: i64 = 1
@@ -1479,7 +1480,7 @@ class Exchange:
             0,
             leverage,
             max_exposure,
-            old_position_margin - new_position_margin,  # released margin
+            released_margin=old_position_margin - new_position_margin,
         )
         _keep_position(account, pos)
         pos.leverage = leverage
