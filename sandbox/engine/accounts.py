@@ -94,6 +94,7 @@ class Account:
         "done",
         "done_count",
         "done_head",
+        "forgotten",
         "id",
         "insurance",
         "liquidation",
@@ -121,6 +122,10 @@ class Account:
         self.done_head = 0
         self.done_count = 0
         self.oldest_done_ts = 0  # done_ts of the first order in ``finished`` (when not empty)
+        # Orders that have left the ring but whose client ids are still in ``client_ids``:
+        # they are released a batch at a time (see ``Exchange._release_forgotten``). Not
+        # remembered: a client id held by one of them is free to take over.
+        self.forgotten: list[Order] = []
         self.client_ids: dict[str, Order] = {}  # open and recent orders by client id
         self.dirty = False
         self.reindex = False

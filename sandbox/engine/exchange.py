@@ -115,6 +115,9 @@ class ExchangeConfig:
     max_open_orders: int = 200  # per account and market
     recent_orders: int = 1000  # finished orders remembered per account
     recent_order_ttl_ms: int = 24 * 3600 * 1000  # ... for at most this long after they finished
+    # Orders no longer remembered are let go (memory, client ids) this many at a time per
+    # account: a little memory for speed (see Exchange._release_forgotten). At least 1.
+    forget_batch: int = 64
     max_amount: int = 10**18  # largest single deposit/withdrawal (10 billion USDT)
 
 
@@ -308,6 +311,23 @@ def _release_client_id(account: Account, order: Order) -> None:
         del account.client_ids[client_id]
 
 
+def _warm_forgotten(orders: list[Order]) -> i64:
+    """Read each order's client id (its first bytes) and one field in every 64 bytes of the
+    order (as compiled: the fields at offsets 56, 112, 120 and 160; the iteration reads the
+    first 16), bringing all of it into cache for ``Exchange._release_forgotten``. The sum is
+    returned only so the compiler keeps the reads."""
+    total: i64 = 0
+    for order in orders:
+        total += order.side
+        if order.live:
+            total += 1
+        client_id = order.client_id
+        if client_id is not None:
+            total += len(client_id)
+        total += order.done_ts
+    return total
+
+
 def _is_int(value: object) -> bool:
     return type(value) is int
 
@@ -366,6 +386,8 @@ class Exchange:
     ) -> None:
         self.clock = clock
         self.config = config or ExchangeConfig()
+        if self.config.forget_batch < 1:
+            raise ValueError(f"forget_batch must be at least 1, got {self.config.forget_batch}")
         now = clock.now_ms()
         self.markets: dict[str, Market] = {i.symbol: Market(i, now) for i in instruments}
         self.accounts: dict[str, Account] = {}
@@ -388,6 +410,7 @@ class Exchange:
         self._risk_version = 0
         self._accounts_seq = 0
         self._next_order_id = 1
+        self._warmed: i64 = 0  # a sink for _warm_forgotten's reads (see there); means nothing
         # (PlaceOrder and CancelOrder are dispatched by submit itself)
         self._handlers: dict[type, Callable[[Any], list[Event]]] = {
             CancelAll: self._cancel_all,
@@ -418,6 +441,7 @@ class Exchange:
             account.open_orders.clear()
             account.done.clear()
             account.done_head = account.done_count = 0
+            account.forgotten.clear()
             account.client_ids.clear()
         for market in markets.values():
             for side in (market.book.bids, market.book.asks):
@@ -949,7 +973,9 @@ class Exchange:
 
     def _forget_oldest(self, account: Account, now: int, keep: int) -> None:
         """Forget the oldest finished orders while more than ``keep`` are remembered or the
-        oldest is too old: each leaves its slot of the ring (None) and the client-id index."""
+        oldest is too old: each leaves its slot of the ring (None) for ``forgotten``, whose
+        orders are let go (and their client ids freed) ``config.forget_batch`` at a time."""
+        forgotten = account.forgotten
         done = account.done
         size = len(done)
         head = account.done_head
@@ -965,13 +991,32 @@ class Exchange:
                 head = 0
             count -= 1
             if oldest is not None:  # (always, within the count)
-                _release_client_id(account, oldest)
+                forgotten.append(oldest)
             if count:
                 nxt = done[head]
                 if nxt is not None:
                     account.oldest_done_ts = nxt.done_ts
         account.done_head = head if count else 0
         account.done_count = count
+        if len(forgotten) >= self.config.forget_batch:
+            self._release_forgotten(account)
+
+    def _release_forgotten(self, account: Account) -> None:
+        """Free the client ids of the orders the account no longer remembers, and let the
+        orders go.
+
+        Why in batches: by the time an order is forgotten (a thousand finished orders of its
+        account later) it, its client id and its slot of the id index have long left the
+        processor's caches. Released one at a time, as each is forgotten, every step of that
+        waits for the memory read before it (the order, then the id, then the index). Read
+        first for a whole batch by ``_warm_forgotten``, in a loop whose iterations do not
+        depend on each other, tens of those reads are in flight at once; the release loop then
+        finds them in cache. About a tenth of the engine's time on the benchmark's stream."""
+        forgotten = account.forgotten
+        self._warmed += _warm_forgotten(forgotten)
+        for order in forgotten:
+            _release_client_id(account, order)
+        forgotten.clear()
 
     def _check_client_id(self, account: Account, client_id: object) -> Order | None:
         """Check that ``client_id`` is well-formed and not in use by an open or recent order.
@@ -989,7 +1034,10 @@ class Exchange:
         existing = account.client_ids.get(client_id)
         if existing is None:
             return None
-        if not existing.live and existing.done_ts < (self._now() - self.config.recent_order_ttl_ms):
+        if not existing.live and (
+            existing.done_ts < (self._now() - self.config.recent_order_ttl_ms)
+            or existing in account.forgotten
+        ):
             return existing  # expired from the recent window; _finish prunes it lazily
         raise EngineError(
             RejectCode.DUPLICATE_CLIENT_ORDER_ID,
@@ -2410,7 +2458,10 @@ class Exchange:
         """An open or recently finished order of the account, by id or client id."""
         account = self._account(account_id)
         if client_id is not None:
-            return account.client_ids.get(client_id)
+            found = account.client_ids.get(client_id)
+            if found is not None and not found.live and found in account.forgotten:
+                return None  # no longer remembered (its id not yet released: see _finish)
+            return found
         if order_id is None:
             return None
         order = account.open_orders.get(order_id)

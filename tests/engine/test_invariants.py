@@ -230,7 +230,9 @@ class ExchangeMachine(RuleBasedStateMachine):
         self.ex = Exchange(
             markets,
             clock=self.clock,
-            config=ExchangeConfig(recent_orders=4, recent_order_ttl_ms=60_000, max_open_orders=6),
+            config=ExchangeConfig(
+                recent_orders=4, recent_order_ttl_ms=60_000, max_open_orders=6, forget_batch=3
+            ),
         )
         self.last_seq: dict[str, int] = {}
         self.stats: Counter[str] = Counter()
@@ -622,11 +624,19 @@ class ExchangeMachine(RuleBasedStateMachine):
             for slot, kept in enumerate(acc.done):
                 assert (kept is not None) is (slot in held), (slot, acc.done_head, acc.done_count)
             remembered = {o.id for o in acc.finished}
-            for client_id, order in acc.client_ids.items():  # open or remembered, nothing else
+            # forgotten, their ids not yet released: fewer than a batch, none remembered
+            pending = {o.id for o in acc.forgotten}
+            assert len(pending) == len(acc.forgotten) < config.forget_batch
+            assert not pending & remembered and all(not o.live for o in acc.forgotten)
+            for client_id, order in acc.client_ids.items():  # open, remembered or pending
                 assert order.client_id == client_id
-                assert (order.live and order.id in acc.open_orders) or order.id in remembered
+                assert (
+                    (order.live and order.id in acc.open_orders)
+                    or order.id in remembered
+                    or order.id in pending
+                )
             # ... and each of those holds its id, unless a newer order took it over (superseded)
-            for order in [*acc.open_orders.values(), *acc.finished]:
+            for order in [*acc.open_orders.values(), *acc.finished, *acc.forgotten]:
                 if order.client_id is not None:
                     holds = acc.client_ids.get(order.client_id) is order
                     assert holds is not order.superseded, order

@@ -786,16 +786,48 @@ def test_the_history_is_a_ring_that_replaces_its_oldest_order() -> None:
     assert [o.id for o in alice.finished] == ids[-3:]  # oldest first
     assert len(alice.done) == 3  # it stopped growing at the limit: nothing kept beyond it
     assert {o.client_id for o in alice.done if o is not None} == {"c5", "c6", "c7"}
-    assert set(alice.client_ids) == {"c5", "c6", "c7"}
+    # the five forgotten ones wait, fewer than a batch, for their ids to be released
+    assert [o.id for o in alice.forgotten] == ids[:5]
+    assert set(alice.client_ids) == {f"c{i}" for i in range(8)}
     assert ex.get_order("alice", order_id=ids[4]) is None
+    assert ex.get_order("alice", client_id="c4") is None  # not remembered
     found = ex.get_order("alice", order_id=ids[5])
     assert found is not None and found.client_id == "c5"
+
+
+def test_forgotten_orders_are_let_go_a_batch_at_a_time() -> None:
+    ex = make_exchange(config=ExchangeConfig(recent_orders=2, forget_batch=3))
+    ids = [_cancelled(ex, f"c{i}") for i in range(7)]
+    alice = ex.accounts["alice"]
+    assert [o.id for o in alice.finished] == ids[-2:]
+    # c0..c4 forgotten: the first three released together, c3 and c4 not yet
+    assert [o.id for o in alice.forgotten] == ids[3:5]
+    assert set(alice.client_ids) == {"c3", "c4", "c5", "c6"}
+    # a forgotten order's id is free to reuse, released or not
+    c0 = accepted_id(ok(place(ex, "alice", BUY, ONE_BTC, 590_000, client_id="c0")))
+    c3 = accepted_id(ok(place(ex, "alice", BUY, ONE_BTC, 590_000, client_id="c3")))
+    assert alice.forgotten[0].superseded  # the new c3 took the id over
+    for cid in ("c5", "c6"):  # still remembered
+        cmd = PlaceOrder("alice", BTC, BUY, ONE_BTC, 590_000, client_id=cid)
+        assert_rejected(ex, cmd, RejectCode.DUPLICATE_CLIENT_ORDER_ID)
+    _cancelled(ex, "c7")  # forgets c5: a batch of three (c3, c4, c5) is released
+    assert alice.forgotten == []
+    assert set(alice.client_ids) == {"c0", "c3", "c6", "c7"}
+    assert ex.get_order("alice", client_id="c3").id == c3  # type: ignore[union-attr]
+    assert alice.client_ids["c0"].id == c0
+
+
+def test_forget_batch_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="forget_batch"):
+        make_exchange(config=ExchangeConfig(forget_batch=0))
 
 
 def test_the_history_ring_lets_expired_orders_go_and_keeps_its_order() -> None:
     clock = ManualClock(START_MS)
     ex = make_exchange(
-        config=ExchangeConfig(recent_orders=4, recent_order_ttl_ms=1_000), clock=clock
+        # (a batch of one: a forgotten order is let go at once)
+        config=ExchangeConfig(recent_orders=4, recent_order_ttl_ms=1_000, forget_batch=1),
+        clock=clock,
     )
     alice = ex.accounts["alice"]
     a = _cancelled(ex, "a")
