@@ -121,7 +121,10 @@ class Account:
         self.done: list[Order | None] = []
         self.done_head = 0
         self.done_count = 0
-        self.oldest_done_ts = 0  # done_ts of the first order in ``finished`` (when not empty)
+        # At most the done_ts of the first order in ``finished`` (when not empty): a lower bound,
+        # made exact when it says that order may have expired (forgetting the oldest by count
+        # does not read the next one, long out of cache, for its time).
+        self.oldest_done_ts = 0
         # Orders that have left the ring but whose client ids are still in ``client_ids``:
         # they are released a batch at a time (see ``Exchange._release_forgotten``). Not
         # remembered: a client id held by one of them is free to take over.

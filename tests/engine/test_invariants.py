@@ -612,7 +612,7 @@ class ExchangeMachine(RuleBasedStateMachine):
             assert all(not o.live and o.account == acc.id for o in acc.finished)
             assert len(acc.finished) <= config.recent_orders
             if acc.finished:
-                assert acc.oldest_done_ts == acc.finished[0].done_ts
+                assert acc.oldest_done_ts <= acc.finished[0].done_ts  # a lower bound
                 times = [o.done_ts for o in acc.finished]
                 assert times == sorted(times)  # oldest first
             # the ring behind ``finished``: never longer than the limit, the remembered orders
