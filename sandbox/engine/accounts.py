@@ -94,7 +94,7 @@ class Account:
         "done",
         "done_count",
         "done_head",
-        "forgotten",
+        "forgotten_count",
         "id",
         "insurance",
         "liquidation",
@@ -116,19 +116,18 @@ class Account:
         self.position_list: list[Position] = []
         self.reserve = 0  # sum of Position.reserve
         self.open_orders: dict[int, Order] = {}
-        # Recently finished orders: a ring of at most ``recent_orders`` slots, ``done_count``
-        # of them from ``done_head`` on (see ``finished``); a forgotten order's slot is None.
+        # Recently finished orders: a ring, ``done_count`` of them from ``done_head`` on (see
+        # ``finished``). The ``forgotten_count`` slots just before ``done_head`` hold orders no
+        # longer remembered whose client ids are still in ``client_ids``: they are let go a
+        # batch at a time (see ``Exchange._release_forgotten``). Every other slot is None.
         self.done: list[Order | None] = []
         self.done_head = 0
         self.done_count = 0
+        self.forgotten_count = 0
         # At most the done_ts of the first order in ``finished`` (when not empty): a lower bound,
         # made exact when it says that order may have expired (forgetting the oldest by count
         # does not read the next one, long out of cache, for its time).
         self.oldest_done_ts = 0
-        # Orders that have left the ring but whose client ids are still in ``client_ids``:
-        # they are released a batch at a time (see ``Exchange._release_forgotten``). Not
-        # remembered: a client id held by one of them is free to take over.
-        self.forgotten: list[Order] = []
         self.client_ids: dict[str, Order] = {}  # open and recent orders by client id
         self.dirty = False
         self.reindex = False
@@ -145,6 +144,15 @@ class Account:
         end = head + self.done_count
         ring = done[head:end] if end <= len(done) else done[head:] + done[: end - len(done)]
         return cast("list[Order]", ring)  # (the slots in that range all hold an order)
+
+    @property
+    def forgotten(self) -> list[Order]:
+        """The orders forgotten but not yet let go, oldest first (a new list). Not remembered:
+        a client id one of them holds is free to take over."""
+        done, count = self.done, self.forgotten_count
+        start = self.done_head - count
+        ring = done[start : self.done_head] if start >= 0 else done[start:] + done[: self.done_head]
+        return cast("list[Order]", ring)
 
     @property
     def recent(self) -> dict[int, Order]:

@@ -311,13 +311,34 @@ def _release_client_id(account: Account, order: Order) -> None:
         del account.client_ids[client_id]
 
 
-def _warm_forgotten(orders: list[Order]) -> i64:
-    """Read each order's client id (its first bytes) and one field in every 64 bytes of the
-    order (as compiled: the fields at offsets 56, 112, 120 and 168; the iteration reads the
-    first 16), bringing all of it into cache for ``Exchange._release_forgotten``. The total
-    is returned only so the compiler keeps the reads."""
+def _is_forgotten(account: Account, order: Order) -> bool:
+    """Whether ``order`` is among the account's forgotten orders not yet let go (a rare
+    question: asked when a client id is found held by a finished order)."""
+    done = account.done
+    slot = account.done_head
+    for _ in range(account.forgotten_count):
+        slot = (slot if slot > 0 else len(done)) - 1
+        if done[slot] is order:
+            return True
+    return False
+
+
+def _warm_forgotten(done: list[Order | None], start: int, count: int) -> i64:
+    """Read the client id (its first bytes) of each of the ``count`` orders in the ring's
+    slots from ``start`` on, and one field in every 64 bytes of the order (as compiled: the
+    fields at offsets 56, 112, 120 and 168; taking it from the list reads the first 16),
+    bringing all of it into cache for ``Exchange._release_forgotten``. The total is returned
+    only so the compiler keeps the reads."""
     total: i64 = 0
-    for order in orders:
+    size = len(done)
+    slot = start
+    for _ in range(count):
+        order = done[slot]
+        slot += 1
+        if slot == size:
+            slot = 0
+        if order is None:  # (never, within the count)
+            continue
         total += order.side
         if order.live:
             total += 1
@@ -441,8 +462,7 @@ class Exchange:
         for account in accounts.values():
             account.open_orders.clear()
             account.done.clear()
-            account.done_head = account.done_count = 0
-            account.forgotten.clear()
+            account.done_head = account.done_count = account.forgotten_count = 0
             account.client_ids.clear()
         for market in markets.values():
             for side in (market.book.bids, market.book.asks):
@@ -962,21 +982,30 @@ class Exchange:
         size = len(done)
         if count == 0:
             account.oldest_done_ts = now
-        if count < size:  # a free slot after the newest
-            slot = account.done_head + count
-            done[slot - size if slot >= size else slot] = order
-        elif account.done_head == 0:  # (the ring grows only while it is full below the limit)
+        head = account.done_head
+        slot = head + count  # after the newest
+        if slot >= size:
+            slot -= size
+        if count + account.forgotten_count < size:  # that slot is free
+            done[slot] = order
+        # The ring is full: it grows by a slot there, before the oldest order it holds (so it
+        # grows only while full: to the limit plus a batch of forgotten orders, less one).
+        elif slot == 0:  # (at the end: the same place, going round)
             done.append(order)
+            if count == 0:  # (all forgotten: the new order is the head)
+                account.done_head = size
         else:
-            done.insert(account.done_head, order)
-            account.done_head += 1
+            done.insert(slot, order)
+            if head > slot or (head == slot and count > 0):  # the head moved up
+                account.done_head = head + 1
         account.done_count = count + 1
 
     def _forget_oldest(self, account: Account, now: int, keep: int) -> None:
         """Forget the oldest finished orders while more than ``keep`` are remembered or the
-        oldest is too old: each leaves its slot of the ring (None) for ``forgotten``, whose
-        orders are let go (and their client ids freed) ``config.forget_batch`` at a time."""
-        forgotten = account.forgotten
+        oldest is too old: the head of the ring moves past them, not reading them (they are
+        long out of cache), and they are let go, their client ids freed,
+        ``config.forget_batch`` at a time."""
+        forgotten = account.forgotten_count
         done = account.done
         size = len(done)
         head = account.done_head
@@ -991,17 +1020,15 @@ class Exchange:
                     account.oldest_done_ts = first.done_ts  # (exact, now)
                     if first.done_ts >= horizon:
                         break
-            oldest = done[head]
-            done[head] = None
             head += 1
             if head == size:
                 head = 0
             count -= 1
-            if oldest is not None:  # (always, within the count)
-                forgotten.append(oldest)
-        account.done_head = head if count else 0
+            forgotten += 1
+        account.done_head = head
         account.done_count = count
-        if len(forgotten) >= self.config.forget_batch:
+        account.forgotten_count = forgotten
+        if forgotten >= self.config.forget_batch:
             self._release_forgotten(account)
 
     def _release_forgotten(self, account: Account) -> None:
@@ -1015,11 +1042,23 @@ class Exchange:
         first for a whole batch by ``_warm_forgotten``, in a loop whose iterations do not
         depend on each other, tens of those reads are in flight at once; the release loop then
         finds them in cache. About a tenth of the engine's time on the benchmark's stream."""
-        forgotten = account.forgotten
-        self._warmed = _warm_forgotten(forgotten)
-        for order in forgotten:
-            _release_client_id(account, order)
-        forgotten.clear()
+        done = account.done
+        size = len(done)
+        count = account.forgotten_count
+        start = account.done_head - count
+        if start < 0:
+            start += size
+        self._warmed = _warm_forgotten(done, start, count)
+        slot = start
+        for _ in range(count):
+            order = done[slot]
+            if order is not None:  # (always, within the count)
+                _release_client_id(account, order)
+            done[slot] = None
+            slot += 1
+            if slot == size:
+                slot = 0
+        account.forgotten_count = 0
 
     def _check_client_id(self, account: Account, client_id: object) -> Order | None:
         """Check that ``client_id`` is well-formed and not in use by an open or recent order.
@@ -1039,7 +1078,7 @@ class Exchange:
             return None
         if not existing.live and (
             existing.done_ts < (self._now() - self.config.recent_order_ttl_ms)
-            or existing in account.forgotten
+            or _is_forgotten(account, existing)
         ):
             return existing  # expired from the recent window; _finish prunes it lazily
         raise EngineError(
@@ -2462,7 +2501,7 @@ class Exchange:
         account = self._account(account_id)
         if client_id is not None:
             found = account.client_ids.get(client_id)
-            if found is not None and not found.live and found in account.forgotten:
+            if found is not None and not found.live and _is_forgotten(account, found):
                 return None  # no longer remembered (its id not yet released: see _finish)
             return found
         if order_id is None:

@@ -615,12 +615,15 @@ class ExchangeMachine(RuleBasedStateMachine):
                 assert acc.oldest_done_ts <= acc.finished[0].done_ts  # a lower bound
                 times = [o.done_ts for o in acc.finished]
                 assert times == sorted(times)  # oldest first
-            # the ring behind ``finished``: never longer than the limit, the remembered orders
-            # from its head on, every other slot empty (a forgotten order is let go at once)
-            size = len(acc.done)
-            assert size <= config.recent_orders and 0 <= acc.done_count <= size
-            assert acc.done_head == 0 if size == 0 else 0 <= acc.done_head < size
-            held = {(acc.done_head + i) % size for i in range(acc.done_count)} if size else set()
+            # the ring behind ``finished``: never longer than the limit plus a batch less one,
+            # the remembered orders from its head on, the forgotten ones not yet let go (fewer
+            # than a batch) just before it, every other slot empty
+            size, head, count = len(acc.done), acc.done_head, acc.done_count
+            gone = acc.forgotten_count
+            assert size <= config.recent_orders + config.forget_batch - 1
+            assert 0 <= gone < config.forget_batch and count + gone <= size
+            assert head == 0 if size == 0 else 0 <= head < size
+            held = {(head + i) % size for i in range(-gone, count)} if size else set()
             for slot, kept in enumerate(acc.done):
                 assert (kept is not None) is (slot in held), (slot, acc.done_head, acc.done_count)
             remembered = {o.id for o in acc.finished}

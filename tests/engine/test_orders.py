@@ -784,10 +784,9 @@ def test_the_history_is_a_ring_that_replaces_its_oldest_order() -> None:
     ids = [_cancelled(ex, f"c{i}") for i in range(8)]
     alice = ex.accounts["alice"]
     assert [o.id for o in alice.finished] == ids[-3:]  # oldest first
-    assert len(alice.done) == 3  # it stopped growing at the limit: nothing kept beyond it
-    assert {o.client_id for o in alice.done if o is not None} == {"c5", "c6", "c7"}
-    # the five forgotten ones wait, fewer than a batch, for their ids to be released
+    # the five forgotten ones wait in the ring, fewer than a batch, to be let go
     assert [o.id for o in alice.forgotten] == ids[:5]
+    assert len(alice.done) == 8 and alice.forgotten_count == 5
     assert set(alice.client_ids) == {f"c{i}" for i in range(8)}
     assert ex.get_order("alice", order_id=ids[4]) is None
     assert ex.get_order("alice", client_id="c4") is None  # not remembered
@@ -800,8 +799,10 @@ def test_forgotten_orders_are_let_go_a_batch_at_a_time() -> None:
     ids = [_cancelled(ex, f"c{i}") for i in range(7)]
     alice = ex.accounts["alice"]
     assert [o.id for o in alice.finished] == ids[-2:]
-    # c0..c4 forgotten: the first three released together, c3 and c4 not yet
+    # c0..c4 forgotten: the first three let go together, c3 and c4 not yet
     assert [o.id for o in alice.forgotten] == ids[3:5]
+    # the ring stopped growing at the limit plus a batch less one: two remembered, two forgotten
+    assert len(alice.done) == 4 and sum(o is None for o in alice.done) == 0
     assert set(alice.client_ids) == {"c3", "c4", "c5", "c6"}
     # a forgotten order's id is free to reuse, released or not
     c0 = accepted_id(ok(place(ex, "alice", BUY, ONE_BTC, 590_000, client_id="c0")))
