@@ -137,9 +137,10 @@ class Account:
     @property
     def finished(self) -> list[Order]:
         """The recently finished orders, oldest first (a new list). The engine keeps them in a
-        ring, a list that stops growing at ``recent_orders``, whose oldest entry a finishing
-        order replaces: compiled, reading and writing a list by index are primitives, where a
-        deque's methods are generic calls; and no forgotten prefix is ever moved or kept."""
+        ring, a list that stops growing at ``recent_orders`` plus a batch of forgotten orders
+        less one (``forget_batch``), whose free slots finishing orders take: compiled, reading
+        and writing a list by index are primitives, where a deque's methods are generic calls;
+        and nothing in it is ever moved except when it grows."""
         done, head = self.done, self.done_head
         end = head + self.done_count
         ring = done[head:end] if end <= len(done) else done[head:] + done[: end - len(done)]
