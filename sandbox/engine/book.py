@@ -44,7 +44,10 @@ class Order:
     a quarter of its time. Their back-references (``owner``, ``pos``, ``level``) do make cycles
     with the containers that hold them; ``Exchange.__del__`` breaks those. Compiled, an order
     is 176 bytes: a field less and the three flags side by side, where 192 bytes (pymalloc's
-    size class, whose blocks all start 48 bytes into a cache line) spanned four lines each."""
+    size class, whose blocks all start 48 bytes into a cache line) spanned four lines each.
+    The fields are laid out in the order ``__init__`` assigns them; ``_warm_forgotten`` (in
+    exchange.py) reads one in every 64 bytes, and ``tests/engine/test_memory.py`` checks that
+    it still does against the build's layout."""
 
     __slots__ = (
         "client_id",

@@ -6,6 +6,7 @@ from __future__ import annotations
 import gc
 import sys
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -94,3 +95,40 @@ def test_an_exchange_that_failed_to_initialize_is_dropped_quietly() -> None:
     finally:
         sys.unraisablehook = previous
     assert unraisable == []  # its finalizer found nothing to clear, and said nothing
+
+
+# The compiled layout of an order, as mypyc generated it for this build (next to the sources).
+_HEADER = Path(__file__).resolve().parents[2] / "build/mypyc/perpbot/__native__native.h"
+# The fields _warm_forgotten reads (the order's first 16 bytes are read taking it from the list).
+_WARMED = ("_side", "_live", "_client_id", "_status")
+
+
+def _order_layout(header: str) -> tuple[dict[str, int], int]:
+    """Each field's offset in the compiled order struct, and the struct's size."""
+    end = header.index("} sandbox___engine___book___OrderObject;")
+    body = header[header.rindex("typedef struct {", 0, end) : end].splitlines()[1:]
+    offsets: dict[str, int] = {}
+    offset = 16  # PyObject_HEAD: reference count and type
+    for line in body:
+        decl = line.strip().rstrip(";")
+        if decl in ("", "PyObject_HEAD"):
+            continue
+        ctype, name = decl.rsplit(None, 1)
+        size = 1 if ctype == "char" else 8  # chars (bools) or 8-byte words
+        offset = -(-offset // size) * size
+        offsets[name.lstrip("*")] = offset
+        offset += size
+    return offsets, -(-offset // 8) * 8
+
+
+@pytest.mark.skipif(not is_compiled() or not _HEADER.exists(), reason="the compiled layout")
+def test_warming_forgotten_orders_reads_every_cache_line_of_each() -> None:
+    """_warm_forgotten reads one field in every 64 bytes of an order, whichever 16-byte
+    boundary pymalloc starts it at: if fields move, this says which line it would miss."""
+    offsets, size = _order_layout(_HEADER.read_text())
+    _, order = _busy_exchange()
+    assert size == sys.getsizeof(order)  # the header describes the build in use
+    read = [0, *(offsets[name] for name in _WARMED)]
+    for start in (0, 16, 32, 48):
+        lines = set(range(start // 64, (start + size - 1) // 64 + 1))
+        assert lines == {(start + at) // 64 for at in read}, (start, offsets)
