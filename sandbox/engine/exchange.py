@@ -311,18 +311,6 @@ def _release_client_id(account: Account, order: Order) -> None:
         del account.client_ids[client_id]
 
 
-def _is_forgotten(account: Account, order: Order) -> bool:
-    """Whether ``order`` is among the account's forgotten orders not yet let go (a rare
-    question: asked when a client id is found held by a finished order)."""
-    done = account.done
-    slot = account.done_head
-    for _ in range(account.forgotten_count):
-        slot = (slot if slot > 0 else len(done)) - 1
-        if done[slot] is order:
-            return True
-    return False
-
-
 def _warm_forgotten(done: list[Order | None], start: int, count: int) -> i64:
     """Read the client id (its first bytes) of each of the ``count`` orders in the ring's
     slots from ``start`` on, and one field in every 64 bytes of the order (as compiled: the
@@ -1078,9 +1066,9 @@ class Exchange:
             return None
         if not existing.live and (
             existing.done_ts < (self._now() - self.config.recent_order_ttl_ms)
-            or _is_forgotten(account, existing)
+            or existing in account.forgotten  # (rare: orders compare by identity)
         ):
-            return existing  # expired from the recent window; _finish prunes it lazily
+            return existing  # no longer recent (expired, or forgotten and not yet let go)
         raise EngineError(
             RejectCode.DUPLICATE_CLIENT_ORDER_ID,
             f"client order id {client_id!r} is already used by order {existing.id}",
@@ -2501,8 +2489,8 @@ class Exchange:
         account = self._account(account_id)
         if client_id is not None:
             found = account.client_ids.get(client_id)
-            if found is not None and not found.live and _is_forgotten(account, found):
-                return None  # no longer remembered (its id not yet released: see _finish)
+            if found is not None and not found.live and found in account.forgotten:
+                return None  # no longer remembered (its id not yet released: see _forget_oldest)
             return found
         if order_id is None:
             return None
